@@ -1,0 +1,43 @@
+// Bundles each thread's entry point into dist/ with esbuild (type checking is `npm run typecheck`).
+// `--if-needed` skips the build when dist/main.js is newer than every source file.
+import { build } from "esbuild";
+import { readdirSync, statSync, existsSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const entryPoints = {
+  main: "src/main.ts",
+  "workers/socket-worker": "workers/socket-worker.ts",
+  "workers/handler-task": "workers/handler-task.ts",
+};
+for (const f of readdirSync(join(root, "load"))) {
+  if (f.endsWith(".ts") && !f.endsWith(".d.ts")) entryPoints[`load/${f.slice(0, -3)}`] = `load/${f}`;
+}
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+if (process.argv.includes("--if-needed")) {
+  const out = join(root, "dist/main.js");
+  const src = Math.max(...["src", "workers", "load", "scripts"].map((d) => newestMtime(join(root, d))));
+  if (existsSync(out) && statSync(out).mtimeMs >= src) process.exit(0);
+}
+
+await build({
+  absWorkingDir: root,
+  entryPoints,
+  outdir: "dist",
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  packages: "external",
+  sourcemap: "linked",
+  logLevel: "warning",
+});
