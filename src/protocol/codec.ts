@@ -1,0 +1,34 @@
+// Wire encodings (PROTOCOL.md §1): JSON in text frames, msgpack in binary frames. One codec
+// instance per thread; msgpackr's Packr reuses its buffer between calls.
+import { Packr, Unpackr } from "msgpackr";
+
+export const Encoding = { JSON: 0, MSGPACK: 1 } as const;
+export type Encoding = (typeof Encoding)[keyof typeof Encoding];
+
+/** `encoding=` query value → Encoding, or undefined when unknown. */
+export function parseEncoding(value: string | null | undefined): Encoding | undefined {
+  if (value === null || value === undefined || value === "" || value === "json") return Encoding.JSON;
+  if (value === "msgpack") return Encoding.MSGPACK;
+  return undefined;
+}
+
+// Plain maps in and out: no record extension, no structured clone, maps as objects.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, int64AsType: "number" });
+const packr = new Packr({ useRecords: false, structuredClone: false });
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Decodes one frame body. Throws on malformed input (invalid UTF-8 included). */
+export function decodeFrame(bytes: Uint8Array, encoding: Encoding): unknown {
+  if (encoding === Encoding.JSON) return JSON.parse(utf8.decode(bytes));
+  return unpackr.unpack(bytes);
+}
+
+/** msgpack-encodes a value; the result is only valid until the next call (copy it out). */
+export function packMsgpack(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/** Decodes a value's bytes the way a client would (tests, SDK). */
+export function unpackMsgpack(bytes: Uint8Array): unknown {
+  return unpackr.unpack(bytes);
+}

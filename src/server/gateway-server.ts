@@ -1,0 +1,297 @@
+// Main thread: the uWebSockets.js server. Accepts upgrades, reads the deviceId of each
+// connection's first frame to pick its shard, then only moves bytes: frames into the shard's
+// inbound ring, outbound records onto sockets. Per-connection state only, never per-device.
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, us_socket_context_t, WebSocket } from "uWebSockets.js";
+import { uWS } from "../uws.js";
+import type { GatewayConfig } from "../config.js";
+import type { Logger } from "../shared/logger.js";
+import { shardOf } from "../shared/hash.js";
+import { InKind, OutFlags, OutKind, RECORD_HEADER_BYTES, writeHeader } from "../shared/records.js";
+import { decodeFrame, Encoding, packMsgpack, parseEncoding } from "../protocol/codec.js";
+import { isRequestId, readConnectDeviceId, type RequestId } from "../protocol/frames.js";
+import { ErrorCode } from "../protocol/errors.js";
+import { CloseCode, CloseReason } from "../protocol/close-codes.js";
+import type { Shard, ShardPool } from "./shard-pool.js";
+import { sendJson } from "./http-response.js";
+
+interface ConnData {
+  readonly id: number;
+  readonly encoding: Encoding;
+  readonly openedAt: number;
+  /** -1 until the first frame (connect) chose a shard. */
+  shard: number;
+}
+type Socket = WebSocket<ConnData>;
+
+/** Retry hint when a shard's inbound ring is full (the worker is behind). */
+const RING_FULL_RETRY_MS = 100;
+
+export class GatewayServer {
+  private readonly app: TemplatedApp;
+  private listenSocket: us_listen_socket | undefined;
+  /** connection id → socket, for routing outbound records. */
+  private readonly sockets = new Map<number, Socket>();
+  /** Connections that have not sent their first frame yet. */
+  private readonly awaitingConnect = new Set<Socket>();
+  private nextId = 1;
+  private draining = false;
+  private handshakeSweep: NodeJS.Timeout | undefined;
+  port = 0;
+  ringFullRefusals = 0;
+
+  // Reused state for the corked send (no closure per frame).
+  private sendWs: Socket | undefined;
+  private sendBytes: Uint8Array | undefined;
+  private sendBinary = false;
+  private readonly corkedSend = (): void => {
+    this.sendWs!.send(this.sendBytes!, this.sendBinary);
+  };
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly pool: ShardPool,
+    private readonly log: Logger,
+  ) {
+    this.app = uWS.App();
+    this.app.ws<ConnData>("/ws", {
+      // uWS's own cap sits above the contract's so that we, not the transport, refuse an
+      // oversized frame — with a real 1009 close frame (docs/ARCHITECTURE.md).
+      maxPayloadLength: config.maxPayloadBytes * 2,
+      maxBackpressure: Math.max(16 * 1024 * 1024, config.outboundQueueBytes * 4),
+      closeOnBackpressureLimit: 0,
+      idleTimeout: 0, // the gateway's own heartbeat finds dead peers
+      sendPingsAutomatically: false,
+      upgrade: (res, req, ctx) => this.onUpgrade(res, req, ctx),
+      open: (ws) => this.onOpen(ws),
+      message: (ws, msg) => this.onMessage(ws, msg),
+      close: (ws) => this.onClose(ws),
+    });
+    this.app.get("/healthz", (res) => sendJson(res, 200, { status: "ok" }));
+    this.app.get("/readyz", (res) => {
+      const ready = !this.draining && this.listenSocket !== undefined && this.pool.allReady();
+      sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : this.draining ? "draining" : "starting" });
+    });
+    this.app.any("/*", (res) => sendJson(res, 404, { error: "not found" }));
+    pool.onShardDown = (index) => this.closeShard(index);
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.config.host, this.config.port, (ls) => {
+        if (!ls) {
+          reject(new Error(`cannot listen on ${this.config.host}:${this.config.port}`));
+          return;
+        }
+        this.listenSocket = ls;
+        this.port = uWS.us_socket_local_port(ls);
+        const every = Math.max(20, Math.min(1000, Math.floor(this.config.handshakeTimeoutMs / 10)));
+        this.handshakeSweep = setInterval(() => this.sweepHandshakes(), every);
+        resolve(this.port);
+      });
+    });
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  // ---- upgrade and connection lifecycle ----
+
+  private onUpgrade(res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
+    const encoding = parseEncoding(new URLSearchParams(req.getQuery() ?? "").get("encoding"));
+    if (this.draining) {
+      sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "server is draining" } });
+      return;
+    }
+    if (encoding === undefined) {
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: "encoding must be json or msgpack" } });
+      return;
+    }
+    const data: ConnData = { id: this.allocateId(), encoding, openedAt: Date.now(), shard: -1 };
+    res.upgrade(data, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), ctx);
+  }
+
+  private allocateId(): number {
+    // 32-bit ids, never 0, skipping any still in use after a wrap.
+    do {
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    } while (this.sockets.has(this.nextId));
+    return this.nextId;
+  }
+
+  private onOpen(ws: Socket): void {
+    this.sockets.set(ws.getUserData().id, ws);
+    this.awaitingConnect.add(ws);
+  }
+
+  private onClose(ws: Socket): void {
+    const d = ws.getUserData();
+    this.sockets.delete(d.id);
+    this.awaitingConnect.delete(ws);
+    if (d.shard >= 0) {
+      const shard = this.pool.shards[d.shard];
+      if (shard?.alive) this.toShard(shard, InKind.CLOSE, 0, d.id, undefined);
+    }
+  }
+
+  private sweepHandshakes(): void {
+    const cutoff = Date.now() - this.config.handshakeTimeoutMs;
+    for (const ws of this.awaitingConnect) {
+      if (ws.getUserData().openedAt <= cutoff) this.close(ws, CloseCode.HANDSHAKE, "handshake timeout");
+    }
+  }
+
+  // ---- inbound: socket → ring ----
+
+  private onMessage(ws: Socket, msg: ArrayBuffer): void {
+    const d = ws.getUserData();
+    if (msg.byteLength > this.config.maxPayloadBytes) {
+      this.log.debug({ conn: d.id, bytes: msg.byteLength }, "frame over MAX_PAYLOAD_BYTES");
+      this.close(ws, CloseCode.MESSAGE_TOO_BIG);
+      return;
+    }
+    if (d.shard < 0) {
+      this.onFirstFrame(ws, d, msg);
+      return;
+    }
+    const shard = this.pool.shards[d.shard]!;
+    if (!this.toShard(shard, InKind.FRAME, 0, d.id, msg)) this.refuseRingFull(ws, d, msg);
+  }
+
+  /** The first frame must be a connect request; its deviceId picks the shard. */
+  private onFirstFrame(ws: Socket, d: ConnData, msg: ArrayBuffer): void {
+    this.awaitingConnect.delete(ws);
+    let frame: unknown;
+    try {
+      frame = decodeFrame(new Uint8Array(msg), d.encoding);
+    } catch {
+      this.close(ws, CloseCode.HANDSHAKE);
+      return;
+    }
+    const f = (typeof frame === "object" && frame !== null ? frame : {}) as { type?: unknown; method?: unknown; id?: unknown; params?: unknown };
+    if (f.type !== "req" || f.method !== "connect") {
+      this.close(ws, CloseCode.HANDSHAKE);
+      return;
+    }
+    const deviceId = readConnectDeviceId(f.params);
+    const id = isRequestId(f.id) ? f.id : null;
+    if (deviceId === undefined || id === null) {
+      const message = id === null ? "req.id must be a string or an integer" : "params.deviceId is required: 1..128 chars of [A-Za-z0-9._:-]";
+      this.replyError(ws, d, id, ErrorCode.BAD_REQUEST, message);
+      this.close(ws, CloseCode.HANDSHAKE);
+      return;
+    }
+    const shard = this.pool.shards[shardOf(deviceId, this.config.workers)]!;
+    if (!shard.alive || !this.toShard(shard, InKind.OPEN, d.encoding, d.id, msg)) {
+      this.ringFullRefusals++;
+      this.replyError(ws, d, id, ErrorCode.UNAVAILABLE, "gateway busy, retry", RING_FULL_RETRY_MS);
+      this.close(ws, CloseCode.HANDSHAKE);
+      return;
+    }
+    d.shard = shard.index;
+  }
+
+  /** Copies one record into a shard's inbound ring; false when the ring is full. */
+  private toShard(shard: Shard, kind: number, a: number, connId: number, body: ArrayBuffer | undefined): boolean {
+    const ring = shard.inbound;
+    const len = body === undefined ? 0 : body.byteLength;
+    const off = ring.reserve(RECORD_HEADER_BYTES + len);
+    if (off < 0) return false;
+    writeHeader(ring.view, off, kind, a, 0, connId);
+    if (body !== undefined) ring.bytes.set(new Uint8Array(body), off + RECORD_HEADER_BYTES);
+    ring.commit();
+    ring.notify(); // rings only when the worker sleeps, so a burst costs one wakeup
+    return true;
+  }
+
+  /**
+   * The shard's inbound ring is full: the worker is behind. Nothing is dropped silently — a
+   * request is answered UNAVAILABLE with retryAfterMs; anything else (a pong) is counted and
+   * logged. docs/PROTOCOL.md records this choice.
+   */
+  private refuseRingFull(ws: Socket, d: ConnData, msg: ArrayBuffer): void {
+    this.ringFullRefusals++;
+    let id: RequestId | null = null;
+    try {
+      const f = decodeFrame(new Uint8Array(msg), d.encoding) as { type?: unknown; id?: unknown } | null;
+      if (f?.type === "req" && isRequestId(f.id)) id = f.id;
+      else {
+        if (this.ringFullRefusals % 1000 === 1) this.log.warn({ shard: d.shard, refusals: this.ringFullRefusals }, "inbound ring full: non-request frame refused");
+        return;
+      }
+    } catch {
+      return; // undecodable anyway; the worker would have answered BAD_REQUEST
+    }
+    if (this.ringFullRefusals % 1000 === 1) this.log.warn({ shard: d.shard, refusals: this.ringFullRefusals }, "inbound ring full: answering UNAVAILABLE");
+    this.replyError(ws, d, id, ErrorCode.UNAVAILABLE, "gateway busy, retry", RING_FULL_RETRY_MS);
+  }
+
+  private replyError(ws: Socket, d: ConnData, id: RequestId | null, code: ErrorCode, message: string, retryAfterMs?: number): void {
+    const error = retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs };
+    const frame = { type: "res", id, ok: false, error };
+    if (d.encoding === Encoding.JSON) ws.send(JSON.stringify(frame), false);
+    else ws.send(encodeMsgpack(frame), true);
+  }
+
+  // ---- outbound: ring → socket ----
+
+  /** Handles one outbound record of a shard (called by the pool's pump). */
+  readonly onOutbound = (shard: Shard, off: number, len: number): void => {
+    const view = shard.outbound.view;
+    const ws = this.sockets.get(view.getUint32(off + 4, true));
+    if (ws === undefined) return; // the socket closed while the reply was on its way
+    const kind = view.getUint8(off);
+    if (kind === OutKind.SEND) {
+      this.sendWs = ws;
+      this.sendBytes = shard.outbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len);
+      this.sendBinary = (view.getUint8(off + 1) & OutFlags.BINARY) !== 0;
+      ws.cork(this.corkedSend);
+      this.sendWs = undefined;
+      this.sendBytes = undefined;
+    } else if (kind === OutKind.CLOSE) {
+      const code = view.getUint16(off + 2, true);
+      const reason = Buffer.from(shard.outbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len)).toString("utf8");
+      this.close(ws, code, reason);
+    }
+  };
+
+  private close(ws: Socket, code: number, reason?: string): void {
+    const d = ws.getUserData();
+    if (!this.sockets.has(d.id)) return;
+    this.log.debug({ conn: d.id, code }, "closing connection");
+    ws.end(code, reason ?? CloseReason[code as CloseCode] ?? "");
+  }
+
+  /** A socket worker died: its connections cannot be served any more. */
+  private closeShard(index: number): void {
+    let n = 0;
+    for (const ws of [...this.sockets.values()]) {
+      if (ws.getUserData().shard === index) {
+        ws.getUserData().shard = -2; // never route to the dead shard again
+        this.close(ws, CloseCode.INTERNAL_ERROR);
+        n++;
+      }
+    }
+    this.log.warn({ shard: index, closed: n }, "closed the connections of a dead socket worker");
+  }
+
+  // ---- drain ----
+
+  startDrain(): void {
+    this.draining = true;
+  }
+
+  closeAll(code: CloseCode): void {
+    for (const ws of [...this.sockets.values()]) this.close(ws, code);
+  }
+
+  stopListening(): void {
+    if (this.handshakeSweep !== undefined) clearInterval(this.handshakeSweep);
+    if (this.listenSocket !== undefined) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = undefined;
+  }
+}
+
+function encodeMsgpack(v: unknown): Uint8Array {
+  return Uint8Array.prototype.slice.call(packMsgpack(v));
+}

@@ -1,0 +1,27 @@
+// Small helpers so every HTTP answer, refused upgrades included, carries the same headers.
+import type { HttpResponse } from "uWebSockets.js";
+
+export const STATUS: Record<number, string> = {
+  200: "200 OK",
+  202: "202 Accepted",
+  204: "204 No Content",
+  400: "400 Bad Request",
+  401: "401 Unauthorized",
+  403: "403 Forbidden",
+  404: "404 Not Found",
+  405: "405 Method Not Allowed",
+  413: "413 Payload Too Large",
+  429: "429 Too Many Requests",
+  503: "503 Service Unavailable",
+};
+
+export function sendJson(res: HttpResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  res.cork(() => {
+    res.writeStatus(STATUS[status] ?? `${status}`);
+    res.writeHeader("X-Content-Type-Options", "nosniff");
+    res.writeHeader("Cache-Control", "no-store");
+    res.writeHeader("Content-Type", "application/json");
+    if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+    res.end(JSON.stringify(body));
+  });
+}

@@ -1,0 +1,138 @@
+// Starts the socket workers, gives each its pair of rings and a comlink control port, pumps
+// their outbound rings into the sink, and replaces a worker that dies. Keeps no device state.
+import { Worker, MessageChannel } from "node:worker_threads";
+import { setImmediate as yieldToLoop } from "node:timers/promises";
+import * as Comlink from "comlink";
+import type { GatewayConfig } from "../config.js";
+import type { Logger } from "../shared/logger.js";
+import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
+import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
+
+const WORKER_URL = new URL("./workers/socket-worker.js", import.meta.url);
+const OUT_BATCH = 1024;
+
+export interface Shard {
+  readonly index: number;
+  readonly worker: Worker;
+  readonly api: Comlink.Remote<SocketWorkerApi>;
+  /** main → worker */
+  readonly inbound: RingWriter;
+  /** worker → main */
+  readonly outbound: RingReader;
+  ready: boolean;
+  alive: boolean;
+  startedAt: number;
+}
+
+/** Receives the outbound records of every shard (the main thread's socket side). */
+export type OutboundHandler = (shard: Shard, offset: number, length: number) => void;
+
+export class ShardPool {
+  readonly shards: Shard[] = [];
+  private stopping = false;
+  private crashes = 0;
+  restarts = 0;
+  /** Called when a shard's worker died, before its replacement starts. */
+  onShardDown: (index: number) => void = () => {};
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly instanceId: string,
+    private readonly log: Logger,
+    private readonly onOutbound: OutboundHandler,
+  ) {}
+
+  async start(): Promise<void> {
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < this.config.workers; i++) starts.push(this.spawn(i));
+    await Promise.all(starts);
+  }
+
+  allReady(): boolean {
+    return this.shards.length === this.config.workers && this.shards.every((s) => s.ready && s.alive);
+  }
+
+  private spawn(index: number): Promise<void> {
+    const inboundSab = createRingBuffer(this.config.inboundRingBytes);
+    const outboundSab = createRingBuffer(this.config.inboundRingBytes);
+    const { port1, port2 } = new MessageChannel();
+    const workerData: SocketWorkerData & { control: typeof port2 } = {
+      shard: index,
+      instanceId: this.instanceId,
+      config: this.config,
+      inbound: inboundSab,
+      outbound: outboundSab,
+      control: port2,
+    };
+    const worker = new Worker(WORKER_URL, { workerData, transferList: [port2], name: `socket-worker-${index}` });
+    const shard: Shard = {
+      index,
+      worker,
+      api: Comlink.wrap<SocketWorkerApi>(port1 as unknown as Comlink.Endpoint),
+      inbound: new RingWriter(inboundSab),
+      outbound: new RingReader(outboundSab),
+      ready: false,
+      alive: true,
+      startedAt: Date.now(),
+    };
+    this.shards[index] = shard;
+    worker.on("error", (err) => this.log.error({ shard: index, err }, "socket worker crashed"));
+    worker.on("exit", (code) => this.onExit(shard, code, port1));
+    void this.pump(shard);
+    return new Promise<void>((resolve, reject) => {
+      const failEarly = (code: number) => reject(new Error(`socket worker ${index} exited with code ${code} during start`));
+      worker.once("exit", failEarly);
+      shard.api.ready().then(
+        () => {
+          worker.off("exit", failEarly);
+          shard.ready = true;
+          this.log.debug({ shard: index }, "socket worker ready");
+          resolve();
+        },
+        (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+      );
+    });
+  }
+
+  private onExit(shard: Shard, code: number, port: { close(): void }): void {
+    shard.alive = false;
+    shard.ready = false;
+    port.close();
+    if (this.stopping || this.shards[shard.index] !== shard) return;
+    this.log.error({ shard: shard.index, code }, "socket worker exited; closing its connections with 1011 and starting a replacement");
+    this.onShardDown(shard.index);
+    // Back off when a worker keeps dying right after start.
+    this.crashes = Date.now() - shard.startedAt < 10_000 ? this.crashes + 1 : 0;
+    const delay = Math.min(5_000, this.crashes === 0 ? 0 : 100 * 2 ** this.crashes);
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.restarts++;
+      this.spawn(shard.index).catch((err: unknown) => this.log.error({ shard: shard.index, err }, "replacement socket worker failed to start"));
+    }, delay);
+  }
+
+  /** Moves outbound records to the sockets: a batch per wakeup, sleeping when the ring is empty. */
+  private async pump(shard: Shard): Promise<void> {
+    const reader = shard.outbound;
+    const onRecord = (off: number, len: number) => this.onOutbound(shard, off, len);
+    while (shard.alive) {
+      const n = reader.drain(onRecord, OUT_BATCH);
+      if (n === OUT_BATCH) await yieldToLoop();
+      else await reader.sleep();
+    }
+  }
+
+  async stats(): Promise<SocketWorkerStats[]> {
+    return Promise.all(this.shards.filter((s) => s.alive).map((s) => s.api.stats()));
+  }
+
+  /** Lets every worker answer what it has in flight, for at most `ms`. */
+  async drain(ms: number): Promise<void> {
+    await Promise.all(this.shards.filter((s) => s.alive).map((s) => s.api.drain(ms).catch(() => undefined)));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.shards.map((s) => s.worker.terminate()));
+  }
+}

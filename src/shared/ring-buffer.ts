@@ -1,0 +1,385 @@
+/**
+ * Single-producer / single-consumer ring of variable-length records on a SharedArrayBuffer.
+ * Carries WebSocket frames between the main thread and worker threads. Neither side
+ * allocates per record: reserve/commit/drain touch only preallocated views and numbers.
+ *
+ * Memory layout (all words are Int32, native endianness, accessed through one Int32Array
+ * `ctrl` over the header; the SAB itself is page aligned, so byte offsets are cache-line
+ * offsets):
+ *
+ *   bytes   0..63   cache line 0  HEAD      (word 0)  write position. Written only by the writer
+ *                                                      (Atomics.store = release), read by the
+ *                                                      reader (Atomics.load = acquire).
+ *   bytes  64..127  cache line 1  TAIL      (word 16) read position. Written only by the reader,
+ *                                                      read by the writer.
+ *   bytes 128..191  cache line 2  SLEEPING  (word 32) 1 while the reader is (about to be) parked.
+ *                                 SEQ       (word 33) doorbell counter the reader waits on.
+ *                                 These two change once per sleep/wake, never per record.
+ *   bytes 192..255  cache line 3  MAGIC     (word 48), CAPACITY (word 49): written once by
+ *                                                      createRingBuffer, read-only afterwards.
+ *   bytes 256..     data region of CAPACITY bytes (a power of two, >= 4096, <= 2^30).
+ *
+ * HEAD and TAIL are free-running 32-bit byte counters (they are never masked when stored).
+ * The byte offset in the data region is `pos & (CAPACITY - 1)`; the bytes in use are
+ * `(HEAD - TAIL) | 0`. Both stay correct when the counters overflow 2^31 (sign flip of the
+ * Int32 representation) and 2^32 (wrap to 0), because CAPACITY divides 2^32 and the
+ * difference is always within [0, CAPACITY] <= 2^30, so 32-bit modular arithmetic gives
+ * the exact answer. `createRingBuffer(cap, { startPosition })` lets tests start both
+ * counters just below 2^31 or 2^32 to exercise that.
+ *
+ * Records: every record starts at a 4-byte-aligned offset with a 4-byte Int32 header holding
+ * the body length L (0 <= L <= maxRecordBytes), followed by the body, followed by 0..3 bytes
+ * of alignment padding: a record occupies 4 + align4(L) bytes. Records never straddle the
+ * end of the data region: when a record does not fit in the bytes left before the end, the
+ * writer stores the padding marker -1 as a header at the current offset, which tells the
+ * reader "skip to offset 0", and places the record at offset 0. (Because everything is
+ * 4-aligned and CAPACITY is a multiple of 4, at least 4 bytes are left whenever any are, so
+ * the marker always fits.) A padding marker is only ever published together with the record
+ * that follows it (same commit), so HEAD != TAIL always means "at least one record".
+ *
+ * Largest record: for an empty ring whose position happens to sit at offset CAPACITY/2 a
+ * record of footprint F fits iff F <= CAPACITY/2, so the largest body that can *always*
+ * eventually be written is CAPACITY/2 - 4 (see maxRecordBytes). Anything larger could be
+ * refused forever, so reserve() rejects it with a RangeError instead of returning -1.
+ */
+
+/** Size of the control area at the start of the SAB; the data region follows it. */
+export const RING_HEADER_BYTES = 256;
+
+/** Int32 word indices into the control area (exported for metrics, debugging and tests). */
+export const RING_CTRL = {
+  HEAD: 0,
+  TAIL: 16,
+  SLEEPING: 32,
+  SEQ: 33,
+  MAGIC: 48,
+  CAPACITY: 49,
+} as const;
+
+const HEAD = RING_CTRL.HEAD;
+const TAIL = RING_CTRL.TAIL;
+const SLEEPING = RING_CTRL.SLEEPING;
+const SEQ = RING_CTRL.SEQ;
+const MAGIC = RING_CTRL.MAGIC;
+const CAPACITY = RING_CTRL.CAPACITY;
+
+const MAGIC_VALUE = 0x52494e47; // "RING"
+const PAD_MARKER = -1;
+const MIN_CAPACITY = 4096;
+const MAX_CAPACITY = 2 ** 30;
+const CTRL_WORDS = RING_HEADER_BYTES >> 2;
+
+export interface RingBufferOptions {
+  /**
+   * Test hook: initial value of both free-running counters (HEAD = TAIL = startPosition).
+   * Must be a multiple of 4; taken modulo 2^32. Lets tests start near 2^31 / 2^32.
+   */
+  startPosition?: number;
+}
+
+/**
+ * Allocates a ring: RING_HEADER_BYTES of control words followed by a data region of
+ * `capacityBytes` rounded up to a power of two, at least 4096 (at most 2^30).
+ */
+export function createRingBuffer(capacityBytes: number, options: RingBufferOptions = {}): SharedArrayBuffer {
+  if (!Number.isFinite(capacityBytes) || capacityBytes < 0 || capacityBytes > MAX_CAPACITY) {
+    throw new RangeError(`ring capacity must be a number in [0, ${MAX_CAPACITY}], got ${capacityBytes}`);
+  }
+  let cap = MIN_CAPACITY;
+  while (cap < capacityBytes) cap *= 2;
+  const start = options.startPosition ?? 0;
+  if (!Number.isInteger(start) || start % 4 !== 0) {
+    throw new RangeError(`startPosition must be an integer multiple of 4, got ${start}`);
+  }
+  const sab = new SharedArrayBuffer(RING_HEADER_BYTES + cap);
+  const ctrl = new Int32Array(sab, 0, CTRL_WORDS);
+  ctrl[MAGIC] = MAGIC_VALUE;
+  ctrl[CAPACITY] = cap;
+  ctrl[HEAD] = start | 0;
+  ctrl[TAIL] = start | 0;
+  return sab;
+}
+
+function checkedCapacity(sab: SharedArrayBuffer): number {
+  if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < RING_HEADER_BYTES + MIN_CAPACITY) {
+    throw new TypeError("not a ring buffer (expected a SharedArrayBuffer from createRingBuffer)");
+  }
+  const ctrl = new Int32Array(sab, 0, CTRL_WORDS);
+  const cap = Atomics.load(ctrl, CAPACITY);
+  if (
+    Atomics.load(ctrl, MAGIC) !== MAGIC_VALUE ||
+    cap < MIN_CAPACITY ||
+    cap > MAX_CAPACITY ||
+    (cap & (cap - 1)) !== 0 ||
+    sab.byteLength !== RING_HEADER_BYTES + cap
+  ) {
+    throw new TypeError("not a ring buffer (bad magic or capacity)");
+  }
+  return cap;
+}
+
+/** Size in bytes of the data region. */
+export function ringCapacity(sab: SharedArrayBuffer): number {
+  return checkedCapacity(sab);
+}
+
+/** Largest record body that can ever be written: capacity/2 - 4 (see the layout comment). */
+export function maxRecordBytes(sab: SharedArrayBuffer): number {
+  return (checkedCapacity(sab) >> 1) - 4;
+}
+
+/**
+ * Producer side. Exactly one RingWriter may be in use per ring at a time.
+ *
+ * Usage: `off = reserve(len)`; fill `bytes[off..off+len)` (or use `view`); `commit()`.
+ * After a batch of commits call `notify()` once. If reserve() returns -1 (full), call
+ * notify() before waiting/retrying, or a sleeping reader may never drain the ring.
+ */
+export class RingWriter {
+  /** View over the whole data region; record bodies are written through it. */
+  readonly bytes: Uint8Array;
+  /** DataView over the same region. */
+  readonly view: DataView;
+
+  private readonly ctrl: Int32Array;
+  private readonly words: Int32Array;
+  private readonly cap: number;
+  private readonly mask: number;
+  private readonly maxBody: number;
+  /** Our published position (mirror of HEAD; only this thread writes HEAD). */
+  private head: number;
+  /** Position after the pending reservation; equals `head` when nothing is reserved. */
+  private pending: number;
+  /** Last TAIL we loaded; lags the real TAIL, so free space computed from it is a lower bound. */
+  private tailCache: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    const cap = checkedCapacity(sab);
+    this.cap = cap;
+    this.mask = cap - 1;
+    this.maxBody = (cap >> 1) - 4;
+    this.ctrl = new Int32Array(sab, 0, CTRL_WORDS);
+    this.words = new Int32Array(sab, RING_HEADER_BYTES, cap >> 2);
+    this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, cap);
+    this.view = new DataView(sab, RING_HEADER_BYTES, cap);
+    this.head = Atomics.load(this.ctrl, HEAD);
+    this.pending = this.head;
+    this.tailCache = Atomics.load(this.ctrl, TAIL);
+  }
+
+  /**
+   * Reserves a contiguous record body of `len` bytes and returns the offset in `bytes`/`view`
+   * where it starts, or -1 if there is no room right now (unread data is never overwritten).
+   * The record becomes visible to the reader only on commit(). Calling reserve() again
+   * before commit() discards the previous reservation. Throws RangeError if `len` is not an
+   * integer in [0, maxRecordBytes] (such a record could never fit).
+   * For len 0 the returned offset may equal bytes.length (an empty body at the very end).
+   */
+  reserve(len: number): number {
+    if (len >>> 0 !== len || len > this.maxBody) {
+      throw new RangeError(`record length ${len} outside [0, ${this.maxBody}]`);
+    }
+    const head = this.head;
+    const off = head & this.mask;
+    const need = 4 + ((len + 3) & ~3);
+    const toEnd = this.cap - off;
+    let start = off;
+    let required = need;
+    if (need > toEnd) {
+      // Does not fit before the end: pad the tail end and start over at offset 0.
+      start = 0;
+      required = toEnd + need;
+    }
+    if (required > this.cap - ((head - this.tailCache) | 0)) {
+      // Cached view says full; refresh TAIL (acquire: the reader is done with those bytes).
+      this.tailCache = Atomics.load(this.ctrl, TAIL);
+      if (required > this.cap - ((head - this.tailCache) | 0)) return -1;
+    }
+    const words = this.words;
+    if (start !== off) words[off >> 2] = PAD_MARKER;
+    words[start >> 2] = len;
+    this.pending = (head + required) | 0;
+    return start + 4;
+  }
+
+  /** Publishes the record reserved last (release store of HEAD). No-op if nothing is reserved. */
+  commit(): void {
+    const pending = this.pending;
+    if (pending !== this.head) {
+      this.head = pending;
+      Atomics.store(this.ctrl, HEAD, pending);
+    }
+  }
+
+  /** reserve + copy + commit. Returns false when the ring is full (RangeError if too large). */
+  write(data: Uint8Array): boolean {
+    const off = this.reserve(data.length);
+    if (off < 0) return false;
+    this.bytes.set(data, off);
+    this.commit();
+    return true;
+  }
+
+  /**
+   * Doorbell, once per batch after commits. Wakes the reader only if it is sleeping;
+   * otherwise it is one atomic load.
+   *
+   * No lost wakeup: reader.sleep() does  s=load(SEQ); store(SLEEPING,1); load(HEAD)
+   * and this writer does            store(HEAD) [commit]; load(SLEEPING); ...
+   * All are sequentially consistent Atomics operations, so (Dekker) at least one side sees
+   * the other's store: either the reader's HEAD load sees the commit (it does not sleep),
+   * or our SLEEPING load sees 1 and we do add(SEQ) + notify. That add comes after the
+   * reader's load of SEQ (which precedes its SLEEPING store), so waitAsync(SEQ, s) either
+   * observes SEQ != s ("not-equal", resolves at once) or is already queued when
+   * Atomics.notify runs (the value check and enqueue are atomic with respect to notify).
+   * Clearing SLEEPING here may overwrite a 1 written by a *newer* sleep() that raced with
+   * this call; that sleep loaded SEQ before our add(SEQ), so it is still woken (spurious
+   * wakeup at worst, never a lost one).
+   */
+  notify(): void {
+    const ctrl = this.ctrl;
+    if (Atomics.load(ctrl, SLEEPING) === 1) {
+      Atomics.store(ctrl, SLEEPING, 0);
+      Atomics.add(ctrl, SEQ, 1);
+      Atomics.notify(ctrl, SEQ);
+    }
+  }
+
+  /** Total free bytes now (not necessarily contiguous; records also pay 4 + alignment). */
+  freeBytes(): number {
+    this.tailCache = Atomics.load(this.ctrl, TAIL);
+    return this.cap - ((this.head - this.tailCache) | 0);
+  }
+}
+
+interface AtomicsWithWaitAsync {
+  waitAsync(
+    typedArray: Int32Array,
+    index: number,
+    value: number,
+  ): { async: false; value: "not-equal" | "timed-out" } | { async: true; value: Promise<"ok" | "timed-out"> };
+}
+const AtomicsAsync = Atomics as unknown as AtomicsWithWaitAsync;
+const RESOLVED: Promise<unknown> = Promise.resolve();
+
+/** Consumer side. Exactly one RingReader may be in use per ring at a time. */
+export class RingReader {
+  /** View over the whole data region; record bodies are read through it. */
+  readonly bytes: Uint8Array;
+  /** DataView over the same region. */
+  readonly view: DataView;
+
+  private readonly ctrl: Int32Array;
+  private readonly words: Int32Array;
+  private readonly cap: number;
+  private readonly mask: number;
+  private readonly maxBody: number;
+  /** Our published position (mirror of TAIL; only this thread writes TAIL). */
+  private tail: number;
+  /** Last HEAD we loaded; everything in [tail, headCache) is published and readable. */
+  private headCache: number;
+  private pendingSleep: Promise<unknown> | null = null;
+  private wakeupCount = 0;
+  private readonly onWake = (): void => {
+    this.pendingSleep = null;
+    this.wakeupCount++;
+  };
+
+  constructor(sab: SharedArrayBuffer) {
+    const cap = checkedCapacity(sab);
+    this.cap = cap;
+    this.mask = cap - 1;
+    this.maxBody = (cap >> 1) - 4;
+    this.ctrl = new Int32Array(sab, 0, CTRL_WORDS);
+    this.words = new Int32Array(sab, RING_HEADER_BYTES, cap >> 2);
+    this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, cap);
+    this.view = new DataView(sab, RING_HEADER_BYTES, cap);
+    this.tail = Atomics.load(this.ctrl, TAIL);
+    this.headCache = Atomics.load(this.ctrl, HEAD);
+  }
+
+  /** Number of times sleep() actually parked and was woken by the writer's notify(). */
+  get wakeups(): number {
+    return this.wakeupCount;
+  }
+
+  /**
+   * Calls onRecord(offset, length) for each available record (body at
+   * bytes[offset..offset+length)), at most `max` records, and returns how many were consumed.
+   * Space is released progressively: each record's space goes back to the writer right
+   * after its callback returns, so the callback must be done with the bytes by then (copy
+   * them if needed later). Records committed while draining are picked up in the same call
+   * (bounded by `max`). If the callback throws, that record counts as consumed (its space
+   * is released) and the exception propagates; later records stay queued.
+   * Must not be called re-entrantly from inside onRecord.
+   */
+  drain(onRecord: (offset: number, length: number) => void, max: number = 0x7fffffff): number {
+    const ctrl = this.ctrl;
+    const words = this.words;
+    const mask = this.mask;
+    let pos = this.tail;
+    let head = this.headCache;
+    let n = 0;
+    while (n < max) {
+      if (pos === head) {
+        head = this.headCache = Atomics.load(ctrl, HEAD);
+        if (pos === head) break;
+      }
+      const off = pos & mask;
+      const len = words[off >> 2] as number;
+      if (len === PAD_MARKER) {
+        pos = (pos + this.cap - off) | 0;
+        continue;
+      }
+      if (len >>> 0 > this.maxBody) {
+        throw new Error(`ring corrupted: record header ${len} at offset ${off}`);
+      }
+      const next = (pos + 4 + ((len + 3) & ~3)) | 0;
+      try {
+        onRecord(off + 4, len);
+      } finally {
+        pos = next;
+        this.tail = next;
+        Atomics.store(ctrl, TAIL, next);
+      }
+      n++;
+    }
+    if (pos !== this.tail) {
+      this.tail = pos;
+      Atomics.store(ctrl, TAIL, pos);
+    }
+    return n;
+  }
+
+  /** True when no committed record is waiting. */
+  isEmpty(): boolean {
+    return this.tail === (this.headCache = Atomics.load(this.ctrl, HEAD));
+  }
+
+  /**
+   * Resolves once the writer has committed data and called notify(), or immediately if data
+   * is already available. Uses Atomics.waitAsync, so this thread's event loop stays free.
+   * Only one sleep is outstanding at a time: calling again while one is pending returns
+   * the same promise. Wakeups can be spurious (resolve with nothing to read); just drain
+   * and sleep again. See RingWriter.notify for why no wakeup is lost.
+   */
+  sleep(): Promise<unknown> {
+    if (this.pendingSleep !== null) return this.pendingSleep;
+    const ctrl = this.ctrl;
+    const seq = Atomics.load(ctrl, SEQ);
+    Atomics.store(ctrl, SLEEPING, 1);
+    if (!this.isEmpty()) {
+      Atomics.store(ctrl, SLEEPING, 0);
+      return RESOLVED;
+    }
+    const r = AtomicsAsync.waitAsync(ctrl, SEQ, seq);
+    if (!r.async) {
+      // SEQ already moved: a notify() ran after we loaded it (and cleared SLEEPING first).
+      Atomics.store(ctrl, SLEEPING, 0);
+      return RESOLVED;
+    }
+    const p = r.value.then(this.onWake);
+    this.pendingSleep = p;
+    return p;
+  }
+}

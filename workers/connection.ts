@@ -1,0 +1,36 @@
+// One WebSocket connection as its socket worker sees it. Created when the connect request
+// arrives, it doubles as the handlers' context, so no object is made per request.
+import type { Encoding } from "../src/protocol/codec.js";
+import type { HandlerContext } from "./handler-registry.js";
+
+/** PROTOCOL.md §2: the 10th bad frame within one minute closes the connection. */
+export const BAD_FRAME_LIMIT = 10;
+export const BAD_FRAME_WINDOW_MS = 60_000;
+
+export class Connection implements HandlerContext {
+  readonly id: number;
+  readonly connId: string;
+  readonly encoding: Encoding;
+  deviceId = "";
+  role = "";
+  sessionId = "";
+  agentIds: string[] = [];
+  /** True once `connect` succeeded. */
+  open = false;
+  /** Times of the recent bad frames (allocated on the first one). */
+  private badFrameTimes: number[] | undefined;
+
+  constructor(id: number, connId: string, encoding: Encoding) {
+    this.id = id;
+    this.connId = connId;
+    this.encoding = encoding;
+  }
+
+  /** Records a bad frame; true when this one reaches the limit. */
+  countBadFrame(now: number): boolean {
+    const times = (this.badFrameTimes ??= []);
+    while (times.length > 0 && now - times[0]! >= BAD_FRAME_WINDOW_MS) times.shift();
+    times.push(now);
+    return times.length >= BAD_FRAME_LIMIT;
+  }
+}

@@ -1,0 +1,25 @@
+// piscina task thread: runs handlers marked `blocking`, so CPU-heavy work never delays the
+// heartbeats, limits and replies of the socket worker's other devices.
+import { workerData } from "piscina";
+import type { BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
+import { ErrorCode, isGatewayError } from "../src/protocol/errors.js";
+import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
+import { builtinMethods } from "./handlers/builtin.js";
+import { testHookMethods } from "./handlers/test-hooks.js";
+
+const { handlerModules, testHooks } = workerData as { handlerModules: string[]; testHooks: boolean };
+const registry = new HandlerRegistry();
+registry.registerTable(builtinMethods);
+if (testHooks) registry.registerTable(testHookMethods, "test hooks");
+await loadHandlerModules(registry, handlerModules);
+
+export default async function runBlocking(task: BlockingTask): Promise<BlockingTaskResult> {
+  const def = registry.get(task.method);
+  if (def === undefined) return { ok: false, error: { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${task.method}"` } };
+  try {
+    return { ok: true, payload: await def.handler(task.params, task.ctx) };
+  } catch (e) {
+    if (isGatewayError(e)) return { ok: false, error: e.toBody() };
+    return { ok: false, error: { code: ErrorCode.INTERNAL, message: "internal error" } };
+  }
+}

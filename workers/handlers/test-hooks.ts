@@ -1,0 +1,30 @@
+// Test-only triggers, registered only when GATEWAY_TEST_HOOKS=1 (never in production).
+import type { MethodTable } from "../handler-registry.js";
+
+function readMs(params: unknown, max: number): number {
+  const ms = typeof params === "object" && params !== null ? (params as { ms?: unknown }).ms : undefined;
+  return typeof ms === "number" && ms >= 0 ? Math.min(ms, max) : 0;
+}
+
+function burn(ms: number): number {
+  const end = Date.now() + ms;
+  let spins = 0;
+  while (Date.now() < end) spins++;
+  return spins;
+}
+
+export const testHookMethods: MethodTable = {
+  /** Kills the socket worker that owns this connection with an uncaught exception. */
+  "test.crashWorker": {
+    handler: () => {
+      setImmediate(() => {
+        throw new Error("test.crashWorker: crash requested by a test");
+      });
+      return { crashing: true };
+    },
+  },
+  /** Blocks the socket worker itself (fills its inbound ring). */
+  "test.blockWorker": { handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
+  /** Burns CPU in the piscina pool: must not delay other devices on the same socket worker. */
+  "test.burn": { blocking: true, handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
+};

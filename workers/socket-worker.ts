@@ -1,0 +1,313 @@
+// Socket worker: owns every device whose hash lands on this shard. Reads frames from its
+// inbound ring, runs decode → validate → pre-handler checks → handler → encode, and writes
+// replies into its outbound ring. Control plane (ready, stats, drain) over comlink.
+import { workerData, type MessagePort } from "node:worker_threads";
+import { randomBytes, createHash, timingSafeEqual } from "node:crypto";
+import { setImmediate as yieldToLoop } from "node:timers/promises";
+import * as Comlink from "comlink";
+import { Piscina } from "piscina";
+import { RingReader } from "../src/shared/ring-buffer.js";
+import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
+import { createLogger } from "../src/shared/logger.js";
+import { issueSessionToken } from "../src/shared/session-token.js";
+import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
+import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
+import { isBadFrame, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
+import { ErrorCode, isGatewayError, type ErrorBody } from "../src/protocol/errors.js";
+import { CloseCode, CloseReason } from "../src/protocol/close-codes.js";
+import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
+import { builtinMethods } from "./handlers/builtin.js";
+import { testHookMethods } from "./handlers/test-hooks.js";
+import { OutboundWriter } from "./outbound-writer.js";
+import { Connection } from "./connection.js";
+
+const data = workerData as SocketWorkerData & { control: MessagePort };
+const { config, shard, instanceId } = data;
+const log = createLogger(`socket-worker-${shard}`, config.logLevel);
+
+const registry = new HandlerRegistry();
+registry.registerTable(builtinMethods);
+if (config.testHooks) registry.registerTable(testHookMethods, "test hooks");
+
+const inbound = new RingReader(data.inbound);
+const out = new OutboundWriter(data.outbound);
+const connections = new Map<number, Connection>();
+const stats: SocketWorkerStats = { shard, connections: 0, framesIn: 0, framesOut: 0, rpcs: 0, badFrames: 0, blockingInFlight: 0 };
+/** Requests accepted but not yet answered (handlers that returned a promise). */
+let inFlight = 0;
+let pool: Piscina | undefined;
+
+// ---- inbound pump: drain a batch, ring the outbound doorbell once, sleep when empty ----
+
+const BATCH = 1024;
+
+async function pump(): Promise<void> {
+  for (;;) {
+    if (out.backlogged) {
+      // The main thread is behind: stop reading until our replies fit again.
+      await new Promise<void>((resolve) => (out.onFlushed = resolve));
+      continue;
+    }
+    const n = inbound.drain(onRecord, BATCH);
+    out.notify();
+    if (n === BATCH) await yieldToLoop(); // let timers, comlink and pool results run
+    else await inbound.sleep();
+  }
+}
+
+function onRecord(off: number, len: number): void {
+  const view = inbound.view;
+  const kind = view.getUint8(off);
+  const id = view.getUint32(off + 4, true);
+  const body = inbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len);
+  stats.framesIn++;
+  switch (kind) {
+    case InKind.OPEN: {
+      const conn = new Connection(id, `${instanceId}-${id.toString(36)}`, view.getUint8(off + 1) as Encoding);
+      connections.set(id, conn);
+      onFrame(conn, body);
+      return;
+    }
+    case InKind.FRAME: {
+      const conn = connections.get(id);
+      if (conn !== undefined) onFrame(conn, body);
+      return; // frames racing a close we already asked for are dropped on purpose
+    }
+    case InKind.CLOSE:
+      connections.delete(id);
+      return;
+    default:
+      log.error({ kind }, "unknown inbound record kind");
+  }
+}
+
+// ---- the RPC pipeline ----
+
+function onFrame(conn: Connection, body: Uint8Array): void {
+  let value: unknown;
+  try {
+    value = decodeFrame(body, conn.encoding);
+  } catch {
+    badFrame(conn, null, "frame could not be decoded");
+    return;
+  }
+  const frame = validateClientFrame(value);
+  if (isBadFrame(frame)) {
+    badFrame(conn, frame.id, frame.message);
+    return;
+  }
+  if (!conn.open) {
+    if (frame.type !== "req" || frame.method !== "connect") closeConn(conn, CloseCode.HANDSHAKE);
+    else handleConnect(conn, frame);
+    return;
+  }
+  if (frame.type === "pong") return; // heartbeats arrive with the heartbeat issue; a stray pong is harmless
+  if (frame.method === "connect") {
+    replyError(conn, frame.id, { code: ErrorCode.BAD_REQUEST, message: "already connected" });
+    return;
+  }
+  dispatch(conn, frame);
+}
+
+function badFrame(conn: Connection, id: RequestId | null, message: string): void {
+  stats.badFrames++;
+  log.debug({ connId: conn.connId, message }, "bad frame");
+  if (!conn.open) {
+    // Before connect every frame must be a valid connect (the main thread already checked
+    // the type and deviceId, so this is a malformed connect).
+    replyError(conn, id, { code: ErrorCode.BAD_REQUEST, message });
+    closeConn(conn, CloseCode.HANDSHAKE);
+    return;
+  }
+  replyError(conn, id, { code: ErrorCode.BAD_REQUEST, message });
+  if (conn.countBadFrame(Date.now())) closeConn(conn, CloseCode.POLICY_VIOLATION);
+}
+
+const gatewayTokenDigest = config.gatewayToken === undefined ? undefined : sha256(config.gatewayToken);
+
+function sha256(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
+
+/** Constant time whatever the lengths: compares digests, never the strings. */
+function tokenMatches(token: string | undefined): boolean {
+  if (gatewayTokenDigest === undefined) return true;
+  if (token === undefined) return false;
+  return timingSafeEqual(sha256(token), gatewayTokenDigest);
+}
+
+function handleConnect(conn: Connection, req: ReqFrame): void {
+  const p = validateConnectParams(req.params);
+  if (typeof p === "string") {
+    replyError(conn, req.id, { code: ErrorCode.BAD_REQUEST, message: p });
+    closeConn(conn, CloseCode.HANDSHAKE);
+    return;
+  }
+  if (!tokenMatches(p.token)) {
+    log.debug({ connId: conn.connId, deviceId: p.deviceId }, "connect refused: bad gateway token");
+    replyError(conn, req.id, { code: ErrorCode.UNAUTHORIZED, message: "auth.token does not match" });
+    closeConn(conn, CloseCode.UNAUTHORIZED);
+    return;
+  }
+  conn.deviceId = p.deviceId;
+  conn.role = p.role;
+  conn.agentIds = p.agentIds;
+  conn.sessionId = randomBytes(12).toString("base64url");
+  conn.open = true;
+  const expiresAt = Date.now() + config.sessionTtlSec * 1000;
+  const sessionToken = issueSessionToken(config.sessionSecret, { sessionId: conn.sessionId, deviceId: conn.deviceId, generation: 0, expiresAt });
+  out.send(conn.id, conn.encoding, {
+    type: "res",
+    id: req.id,
+    ok: true,
+    payload: {
+      protocol: 1,
+      connId: conn.connId,
+      sessionId: conn.sessionId,
+      sessionToken,
+      sessionExpiresAt: expiresAt,
+      heartbeat: { intervalMs: config.heartbeatSec * 1000, timeoutMs: config.heartbeatSec * 2000 },
+      limits: {
+        maxPayloadBytes: config.maxPayloadBytes,
+        rpc: config.rateRpcPerDevice,
+        agentRun: config.rateAgentRunPerDevice,
+      },
+    },
+  });
+  log.debug({ connId: conn.connId, deviceId: conn.deviceId, role: conn.role }, "connected");
+}
+
+function dispatch(conn: Connection, req: ReqFrame): void {
+  stats.rpcs++;
+  const def = registry.get(req.method);
+  if (def === undefined) {
+    replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
+    return;
+  }
+  for (const check of registry.preHandlers) {
+    const refusal = check(req.method, conn);
+    if (refusal !== undefined) {
+      replyError(conn, req.id, refusal);
+      return;
+    }
+  }
+  if (def.blocking === true) {
+    runBlocking(conn, req);
+    return;
+  }
+  let result: unknown;
+  try {
+    result = def.handler(req.params, conn);
+  } catch (e) {
+    replyThrown(conn, req, e);
+    return;
+  }
+  if (result instanceof Promise) {
+    inFlight++;
+    result.then(
+      (payload: unknown) => settle(conn, req.id, payload),
+      (e: unknown) => settleThrown(conn, req, e),
+    );
+    return;
+  }
+  replyOk(conn, req.id, result);
+}
+
+function runBlocking(conn: Connection, req: ReqFrame): void {
+  pool ??= new Piscina({
+    filename: new URL("./handler-task.js", import.meta.url).href,
+    workerData: { handlerModules: config.handlerModules, testHooks: config.testHooks },
+    minThreads: 0,
+    maxThreads: Math.max(1, Math.ceil(2 / config.workers)),
+    idleTimeout: 30_000,
+  });
+  const task: BlockingTask = {
+    method: req.method,
+    params: req.params,
+    ctx: { connId: conn.connId, deviceId: conn.deviceId, role: conn.role, sessionId: conn.sessionId },
+  };
+  inFlight++;
+  stats.blockingInFlight++;
+  (pool.run(task) as Promise<BlockingTaskResult>).then(
+    (r) => {
+      stats.blockingInFlight--;
+      if (r.ok) settle(conn, req.id, r.payload);
+      else settleError(conn, req.id, r.error as ErrorBody);
+    },
+    (e: unknown) => {
+      stats.blockingInFlight--;
+      settleThrown(conn, req, e);
+    },
+  );
+}
+
+// Async completions: the connection may have gone meanwhile; answer only if it is still ours.
+function settle(conn: Connection, id: RequestId, payload: unknown): void {
+  inFlight--;
+  if (connections.get(conn.id) === conn) replyOk(conn, id, payload);
+  out.notify();
+}
+function settleError(conn: Connection, id: RequestId, error: ErrorBody): void {
+  inFlight--;
+  if (connections.get(conn.id) === conn) replyError(conn, id, error);
+  out.notify();
+}
+function settleThrown(conn: Connection, req: ReqFrame, e: unknown): void {
+  inFlight--;
+  if (connections.get(conn.id) === conn) replyThrown(conn, req, e);
+  out.notify();
+}
+
+function replyOk(conn: Connection, id: RequestId, payload: unknown): void {
+  try {
+    out.send(conn.id, conn.encoding, payload === undefined ? { type: "res", id, ok: true } : { type: "res", id, ok: true, payload });
+  } catch (e) {
+    // A payload that cannot be encoded (cycles, BigInt, too deep) is the handler's bug.
+    log.warn({ connId: conn.connId, err: String(e) }, "reply could not be encoded");
+    replyError(conn, id, { code: ErrorCode.INTERNAL, message: "reply could not be encoded" });
+  }
+}
+
+function replyError(conn: Connection, id: RequestId | null, error: ErrorBody): void {
+  out.send(conn.id, conn.encoding, { type: "res", id, ok: false, error });
+}
+
+function replyThrown(conn: Connection, req: ReqFrame, e: unknown): void {
+  if (isGatewayError(e)) {
+    replyError(conn, req.id, e.toBody());
+    return;
+  }
+  log.error({ connId: conn.connId, method: req.method, err: e }, "handler failed");
+  replyError(conn, req.id, { code: ErrorCode.INTERNAL, message: "internal error" });
+}
+
+function closeConn(conn: Connection, code: CloseCode): void {
+  connections.delete(conn.id);
+  out.close(conn.id, code, CloseReason[code]);
+}
+
+// ---- control plane ----
+
+const api: SocketWorkerApi = {
+  async ready() {
+    return true;
+  },
+  stats() {
+    return { ...stats, connections: connections.size, framesOut: out.framesOut };
+  },
+  async drain(deadlineMs: number) {
+    const deadline = Date.now() + deadlineMs;
+    while ((inFlight > 0 || out.backlogged) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    out.notify();
+    await pool?.close({ force: true });
+  },
+};
+
+async function start(): Promise<void> {
+  await loadHandlerModules(registry, config.handlerModules);
+  Comlink.expose(api, data.control as unknown as Comlink.Endpoint);
+  log.debug({ methods: registry.names() }, "socket worker ready");
+  void pump();
+}
+
+await start();
