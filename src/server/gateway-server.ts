@@ -13,6 +13,7 @@ import { ErrorCode } from "../protocol/errors.js";
 import { CloseCode, CloseReason } from "../protocol/close-codes.js";
 import type { Shard, ShardPool } from "./shard-pool.js";
 import { sendJson } from "./http-response.js";
+import { GatewayMetrics } from "./metrics.js";
 
 interface ConnData {
   readonly id: number;
@@ -70,6 +71,27 @@ export class GatewayServer {
     this.app.get("/readyz", (res) => {
       const ready = !this.draining && this.listenSocket !== undefined && this.pool.allReady();
       sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : this.draining ? "draining" : "starting" });
+    });
+    const metrics = new GatewayMetrics(pool, this);
+    this.app.get("/metrics", (res) => {
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      metrics.render().then(
+        (text) => {
+          if (aborted) return;
+          res.cork(() => {
+            res.writeStatus("200 OK");
+            res.writeHeader("X-Content-Type-Options", "nosniff");
+            res.writeHeader("Cache-Control", "no-store");
+            res.writeHeader("Content-Type", metrics.registry.contentType);
+            res.end(text);
+          });
+        },
+        (err: unknown) => {
+          this.log.error({ err }, "metrics collection failed");
+          if (!aborted) sendJson(res, 500, { error: "metrics unavailable" });
+        },
+      );
     });
     this.app.any("/*", (res) => sendJson(res, 404, { error: "not found" }));
     pool.onShardDown = (index) => this.closeShard(index);

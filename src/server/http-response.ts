@@ -12,6 +12,7 @@ export const STATUS: Record<number, string> = {
   405: "405 Method Not Allowed",
   413: "413 Payload Too Large",
   429: "429 Too Many Requests",
+  500: "500 Internal Server Error",
   503: "503 Service Unavailable",
 };
 

@@ -194,3 +194,22 @@ describe("HTTP", () => {
     expect(await status(`ws://127.0.0.1:${gw.port}/ws?encoding=xml`)).toBe(400);
   });
 });
+
+describe("metrics", () => {
+  it("exposes per-worker stats gathered over the control plane", async () => {
+    const c = await connected(gw, "dev-metrics");
+    for (let i = 0; i < 5; i++) await c.request("echo", i, i);
+    const r = await httpGet(gw.port, "/metrics");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await r.text();
+    const sum = (name: string) =>
+      [...text.matchAll(new RegExp(`^${name}\\{worker="\\d+"\\} (\\d+)$`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
+    expect([...text.matchAll(/^gateway_worker_connections\{worker="(\d+)"\}/gm)].map((m) => m[1]).sort()).toEqual(["0", "1"]);
+    expect(sum("gateway_worker_connections")).toBeGreaterThanOrEqual(1);
+    expect(sum("gateway_worker_rpcs_total")).toBeGreaterThanOrEqual(5);
+    expect(sum("gateway_worker_frames_in_total")).toBeGreaterThanOrEqual(6);
+    expect(sum("gateway_worker_frames_out_total")).toBeGreaterThanOrEqual(6);
+    c.close();
+  });
+});
