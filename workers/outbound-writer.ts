@@ -2,7 +2,7 @@
 // full (the main thread is behind), records wait in `pending`, in order, and the worker stops
 // reading its inbound ring until they are flushed — backpressure instead of loss.
 import { Buffer } from "node:buffer";
-import { RingWriter } from "../src/shared/ring-buffer.js";
+import { RingWriter, maxRecordBytes } from "../src/shared/ring-buffer.js";
 import { OutKind, OutFlags, RECORD_HEADER_BYTES, writeHeader } from "../src/shared/records.js";
 import { Encoding, packMsgpack } from "../src/protocol/codec.js";
 import type { ServerFrame } from "../src/protocol/frames.js";
@@ -20,6 +20,8 @@ export class OutboundWriter {
   /** Buffer view of the ring, for utf8 writes straight into shared memory. */
   private readonly buf: Buffer;
   private readonly pending: PendingRecord[] = [];
+  /** Largest frame a record can carry; a bigger reply is refused before it touches the ring. */
+  readonly maxFrameBytes: number;
   private flushTimer: NodeJS.Timeout | undefined;
   framesOut = 0;
   /** Called when pending records have all been flushed (inbound reading may resume). */
@@ -27,6 +29,7 @@ export class OutboundWriter {
 
   constructor(sab: SharedArrayBuffer) {
     this.ring = new RingWriter(sab);
+    this.maxFrameBytes = maxRecordBytes(sab) - RECORD_HEADER_BYTES;
     this.buf = Buffer.from(this.ring.bytes.buffer, this.ring.bytes.byteOffset, this.ring.bytes.byteLength);
   }
 
@@ -41,6 +44,7 @@ export class OutboundWriter {
     if (encoding === Encoding.JSON) {
       const text = JSON.stringify(frame);
       const len = Buffer.byteLength(text);
+      if (len > this.maxFrameBytes) throw new RangeError(`frame of ${len} bytes exceeds the ring's record limit`);
       const off = this.pending.length === 0 ? this.ring.reserve(RECORD_HEADER_BYTES + len) : -1;
       if (off >= 0) {
         writeHeader(this.ring.view, off, OutKind.SEND, flags, 0, connId);
@@ -65,6 +69,7 @@ export class OutboundWriter {
   }
 
   private writeBytes(kind: number, a: number, b: number, connId: number, body: Uint8Array): void {
+    if (body.byteLength > this.maxFrameBytes) throw new RangeError(`frame of ${body.byteLength} bytes exceeds the ring's record limit`);
     const off = this.pending.length === 0 ? this.ring.reserve(RECORD_HEADER_BYTES + body.byteLength) : -1;
     if (off < 0) {
       this.enqueue(kind, a, b, connId, Uint8Array.prototype.slice.call(body));

@@ -47,6 +47,9 @@ describe("handler modules and the piscina pool", () => {
       expect(await c.request("fixture.fail", {}, 2)).toMatchObject({ ok: false, error: { code: "INTERNAL" } });
       expect((await c.request("fixture.async", [1], 3)).payload).toEqual([1]);
       expect((await c.request("fixture.blockingWhoami", {}, 4)).payload).toEqual({ deviceId: "dev-h" });
+      // A reply larger than a ring record is refused cleanly, and the worker lives on.
+      expect(await c.request("fixture.huge", {}, 5)).toMatchObject({ ok: false, error: { code: "INTERNAL" } });
+      expect((await c.request("echo", "alive", 6)).payload).toBe("alive");
       expect(gw.output()).toContain("handler failed");
       c.close();
     });
