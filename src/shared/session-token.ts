@@ -23,8 +23,11 @@ export function verifySessionToken(secret: string, token: string): SessionClaims
   const dot = token.indexOf(".");
   if (dot <= 0 || token.length > 512) return undefined;
   const body = token.slice(0, dot);
-  const mac = Buffer.from(token.slice(dot + 1), "base64url");
-  const expected = sign(secret, body);
+  // Compare the signature's text, not its decoded bytes: Node's base64url decoder skips
+  // foreign characters and ignores the last character's spare bits, so decoded bytes would
+  // accept edited tokens.
+  const mac = Buffer.from(token.slice(dot + 1));
+  const expected = Buffer.from(sign(secret, body).toString("base64url"));
   if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) return undefined;
   try {
     const v: unknown = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
