@@ -28,9 +28,9 @@ if (config.sessionSecretGenerated) {
 }
 
 const instanceId = randomBytes(4).toString("hex");
-let server: GatewayServer | undefined;
-const pool = new ShardPool(config, instanceId, log, (shard, off, len) => server!.onOutbound(shard, off, len));
-server = new GatewayServer(config, pool, log);
+// The pool pumps outbound records into the server; the pumps start with pool.start(), after both exist.
+const pool: ShardPool = new ShardPool(config, instanceId, log, (shard, max): number => server.onOutbound(shard, max));
+const server: GatewayServer = new GatewayServer(config, pool, log);
 
 try {
   await pool.start();
@@ -45,7 +45,7 @@ let stopping = false;
 async function drainAndExit(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  const s = server!;
+  const s = server;
   const deadline = Date.now() + config.drainSec * 1000;
   log.info({ signal, connections: s.connectionCount, drainSec: config.drainSec }, "draining");
   s.startDrain(); // /readyz → 503, upgrades → 503

@@ -40,13 +40,12 @@ export class GatewayServer {
   port = 0;
   ringFullRefusals = 0;
 
-  // Reused state for the corked send (no closure per frame).
-  private sendWs: Socket | undefined;
-  private sendBytes: Uint8Array | undefined;
-  private sendBinary = false;
-  private readonly corkedSend = (): void => {
-    this.sendWs!.send(this.sendBytes!, this.sendBinary);
-  };
+  // State of the run being sent under one cork (reused: no closure per frame or per run).
+  private runShard: Shard | undefined;
+  private runConnId = 0;
+  private runWs: Socket | undefined;
+  private runLeft = 0;
+  private readonly sendRun = (): void => this.sendRecords();
 
   constructor(
     private readonly config: GatewayConfig,
@@ -257,25 +256,60 @@ export class GatewayServer {
 
   // ---- outbound: ring → socket ----
 
-  /** Handles one outbound record of a shard (called by the pool's pump). */
-  readonly onOutbound = (shard: Shard, off: number, len: number): void => {
-    const view = shard.outbound.view;
-    const ws = this.sockets.get(view.getUint32(off + 4, true));
-    if (ws === undefined) return; // the socket closed while the reply was on its way
-    const kind = view.getUint8(off);
-    if (kind === OutKind.SEND) {
-      this.sendWs = ws;
-      this.sendBytes = shard.outbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len);
-      this.sendBinary = (view.getUint8(off + 1) & OutFlags.BINARY) !== 0;
-      ws.cork(this.corkedSend);
-      this.sendWs = undefined;
-      this.sendBytes = undefined;
-    } else if (kind === OutKind.CLOSE) {
-      const code = view.getUint16(off + 2, true);
-      const reason = Buffer.from(shard.outbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len)).toString("utf8");
-      this.close(ws, code, reason);
+  /**
+   * Moves up to `max` outbound records of a shard onto sockets. Consecutive records for the
+   * same socket (a worker answers a pipelined burst together) go out under one cork: one
+   * write syscall per run instead of one per frame.
+   */
+  readonly onOutbound = (shard: Shard, max: number): number => {
+    const reader = shard.outbound;
+    const view = reader.view;
+    let done = 0;
+    while (done < max) {
+      const off = reader.peek();
+      if (off < 0) break;
+      const connId = view.getUint32(off + 4, true);
+      const ws = this.sockets.get(connId);
+      if (ws === undefined || view.getUint8(off) !== OutKind.SEND) {
+        // Closes are handled outside any cork; records for a gone socket are dropped.
+        if (ws !== undefined) this.applyClose(ws, view, reader.bytes, off, reader.peekedLength);
+        reader.release();
+        done++;
+        continue;
+      }
+      this.runShard = shard;
+      this.runConnId = connId;
+      this.runWs = ws;
+      this.runLeft = max - done;
+      ws.cork(this.sendRun);
+      done = max - this.runLeft;
     }
+    this.runShard = undefined;
+    this.runWs = undefined;
+    return done;
   };
+
+  /** Inside a cork: sends SEND records while they address the corked socket. */
+  private sendRecords(): void {
+    const reader = this.runShard!.outbound;
+    const view = reader.view;
+    const ws = this.runWs!;
+    while (this.runLeft > 0) {
+      const off = reader.peek();
+      if (off < 0 || view.getUint32(off + 4, true) !== this.runConnId || view.getUint8(off) !== OutKind.SEND) return;
+      const binary = (view.getUint8(off + 1) & OutFlags.BINARY) !== 0;
+      ws.send(reader.bytes.subarray(off + RECORD_HEADER_BYTES, off + reader.peekedLength), binary);
+      reader.release();
+      this.runLeft--;
+    }
+  }
+
+  private applyClose(ws: Socket, view: DataView, bytes: Uint8Array, off: number, len: number): void {
+    if (view.getUint8(off) !== OutKind.CLOSE) return;
+    const code = view.getUint16(off + 2, true);
+    const reason = Buffer.from(bytes.buffer, bytes.byteOffset + off + RECORD_HEADER_BYTES, len - RECORD_HEADER_BYTES).toString("utf8");
+    this.close(ws, code, reason);
+  }
 
   private close(ws: Socket, code: number, reason?: string): void {
     const d = ws.getUserData();

@@ -24,8 +24,11 @@ export interface Shard {
   startedAt: number;
 }
 
-/** Receives the outbound records of every shard (the main thread's socket side). */
-export type OutboundHandler = (shard: Shard, offset: number, length: number) => void;
+/**
+ * Moves up to `max` outbound records of a shard onto sockets (the main thread's socket side)
+ * and returns how many it consumed.
+ */
+export type OutboundHandler = (shard: Shard, max: number) => number;
 
 export class ShardPool {
   readonly shards: Shard[] = [];
@@ -114,9 +117,8 @@ export class ShardPool {
   /** Moves outbound records to the sockets: a batch per wakeup, sleeping when the ring is empty. */
   private async pump(shard: Shard): Promise<void> {
     const reader = shard.outbound;
-    const onRecord = (off: number, len: number) => this.onOutbound(shard, off, len);
     while (shard.alive) {
-      const n = reader.drain(onRecord, OUT_BATCH);
+      const n = this.onOutbound(shard, OUT_BATCH);
       if (n === OUT_BATCH) await yieldToLoop();
       else await reader.sleep();
     }

@@ -351,6 +351,43 @@ export class RingReader {
     return n;
   }
 
+  /**
+   * Returns the body offset of the next record without consuming it (its length is then in
+   * `peekedLength`), or -1 when none is waiting. Pair with release(). Lets a consumer look at
+   * a record's header before deciding how to handle a run of records (the main thread corks
+   * one socket per run of records addressed to it).
+   */
+  peek(): number {
+    let pos = this.tail;
+    if (pos === this.headCache) {
+      this.headCache = Atomics.load(this.ctrl, HEAD);
+      if (pos === this.headCache) return -1;
+    }
+    let off = pos & this.mask;
+    let len = this.words[off >> 2] as number;
+    if (len === PAD_MARKER) {
+      // A padding marker is always published with the record after it: skip to offset 0.
+      pos = (pos + this.cap - off) | 0;
+      this.tail = pos;
+      Atomics.store(this.ctrl, TAIL, pos);
+      off = 0;
+      len = this.words[0] as number;
+    }
+    if (len >>> 0 > this.maxBody) throw new Error(`ring corrupted: record header ${len} at offset ${off}`);
+    this.peekedLength = len;
+    return off + 4;
+  }
+
+  /** Length of the record returned by the last peek(). */
+  peekedLength = 0;
+
+  /** Consumes the record returned by the last peek() and gives its space back to the writer. */
+  release(): void {
+    const next = (this.tail + 4 + ((this.peekedLength + 3) & ~3)) | 0;
+    this.tail = next;
+    Atomics.store(this.ctrl, TAIL, next);
+  }
+
   /** True when no committed record is waiting. */
   isEmpty(): boolean {
     return this.tail === (this.headCache = Atomics.load(this.ctrl, HEAD));

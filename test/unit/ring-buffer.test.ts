@@ -671,3 +671,53 @@ describe("cross-thread", () => {
     }
   }, 30_000);
 });
+
+describe("peek / release", () => {
+  it("returns -1 on an empty ring and does not consume on peek", () => {
+    const sab = createRingBuffer(4096);
+    const w = new RingWriter(sab);
+    const r = new RingReader(sab);
+    expect(r.peek()).toBe(-1);
+    w.write(new Uint8Array([1, 2, 3]));
+    const off = r.peek();
+    expect(off).toBeGreaterThanOrEqual(0);
+    expect(r.peekedLength).toBe(3);
+    expect(r.peek()).toBe(off); // still there
+    expect(r.isEmpty()).toBe(false);
+    r.release();
+    expect(r.peek()).toBe(-1);
+    expect(r.isEmpty()).toBe(true);
+  });
+
+  it("property: peek/release reads the same records in the same order as drain, across wraparounds", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 1300 }), { minLength: 50, maxLength: 600 }), fc.integer({ min: 1, max: 8 }), (sizes, burst) => {
+        const sab = createRingBuffer(4096);
+        const w = new RingWriter(sab);
+        const r = new RingReader(sab);
+        let written = 0;
+        let read = 0;
+        while (read < sizes.length) {
+          for (let b = 0; b < burst && written < sizes.length; b++) {
+            const len = sizes[written]!;
+            const off = w.reserve(len);
+            if (off < 0) break;
+            fillRecord(w.bytes, off, len, written);
+            w.commit();
+            written++;
+          }
+          for (;;) {
+            const off = r.peek();
+            if (off < 0) break;
+            expect(r.peekedLength).toBe(sizes[read]);
+            expect(recordMatches(r.bytes, off, r.peekedLength, read)).toBe(true);
+            r.release();
+            read++;
+          }
+        }
+        expect(w.freeBytes()).toBe(4096);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
