@@ -148,38 +148,6 @@ describe("edited tokens", () => {
   // Regression: the MAC used to be compared after a lenient base64url decode, which skips
   // foreign characters, accepts "+" "/" and ignores the 43rd character's spare bits. The
   // examples below are inputs that used to validate.
-  it("property: every single-character edit of the body part fails to validate", () => {
-    fc.assert(
-      fc.property(claimsArb, editArb, (claims, e) => {
-        const token = issueSessionToken(SECRET, claims);
-        const bodyLen = token.indexOf(".");
-        const edited = applyEdit(token, { ...e, pos: e.pos % bodyLen });
-        fc.pre(edited !== token);
-        expect(verifySessionToken(SECRET, edited)).toBeUndefined();
-      }),
-      { numRuns: 1000 },
-    );
-  });
-
-  it("flipping any bit of the decoded MAC fails to validate", () => {
-    const token = issueSessionToken(SECRET, CLAIMS);
-    const dot = token.indexOf(".");
-    const mac = Buffer.from(token.slice(dot + 1), "base64url");
-    for (let bit = 0; bit < mac.length * 8; bit++) {
-      const m = Buffer.from(mac);
-      m[bit >> 3] = (m[bit >> 3] ?? 0) ^ (1 << (bit & 7));
-      expect(verifySessionToken(SECRET, `${token.slice(0, dot)}.${m.toString("base64url")}`)).toBeUndefined();
-    }
-  });
-
-  // BUG (src/shared/session-token.ts): the MAC is compared after a lenient
-  // Buffer.from(mac, "base64url"), which ignores characters outside the alphabet ("." " " "=" …),
-  // accepts the standard alphabet ("+" "/") for "-" "_", and ignores the 2 unused low bits of
-  // the 43rd character. So edits of the MAC part that decode to the same 32 bytes still validate,
-  // breaking "a token ... edited, never validates" (PROTOCOL.md §4). Fix: compare the MAC text in
-  // canonical form, e.g. require `mac.toString("base64url") === token.slice(dot + 1)` (or compare
-  // the expected base64url string to the given one with timingSafeEqual on equal-length buffers).
-  // The examples below are concrete failing inputs; remove `.fails` once fixed.
   it("property: every single-character edit anywhere in the token fails to validate", () => {
     const token = issueSessionToken(SECRET, CLAIMS);
     const dot = token.indexOf(".");
