@@ -69,6 +69,8 @@ export interface GatewayConfig {
   handlerModules: string[];
   /** GATEWAY_TEST_HOOKS=1 enables test-only triggers. */
   testHooks: boolean;
+  /** AGENT_RUNTIME_MODULE: absolute path of the module providing the AgentRuntime; undefined = demo runtime. */
+  agentRuntimeModule: string | undefined;
   /** RING_BYTES: per-shard inbound ring capacity. */
   inboundRingBytes: number;
 }
@@ -312,6 +314,18 @@ function parseHandlerModules(value: string, cwd: string): string[] {
   return out;
 }
 
+function parseModuleFile(variable: string, value: string, cwd: string): string {
+  const abs = isAbsolute(value) ? resolve(value) : resolve(cwd, value);
+  let isFile = false;
+  try {
+    isFile = statSync(abs).isFile();
+  } catch {
+    isFile = false;
+  }
+  if (!isFile) throw invalid(variable, value, `the path of an existing module file, absolute or relative to ${cwd}; ${abs} is not a file`);
+  return abs;
+}
+
 function parseFlag(variable: string, value: string): boolean {
   if (value === "1") return true;
   if (value === "0") return false;
@@ -397,6 +411,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
   const handlerModules = modsRaw === undefined ? [] : parseHandlerModules(modsRaw, process.cwd());
   const hooksRaw = get("GATEWAY_TEST_HOOKS");
   const testHooks = hooksRaw === undefined ? false : parseFlag("GATEWAY_TEST_HOOKS", hooksRaw);
+  const runtimeRaw = get("AGENT_RUNTIME_MODULE");
+  const agentRuntimeModule = runtimeRaw === undefined ? undefined : parseModuleFile("AGENT_RUNTIME_MODULE", runtimeRaw, process.cwd());
 
   const ringMin = 2 * maxPayloadBytes + 64 * KIB;
   const inboundRingBytes = int(
@@ -441,6 +457,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
     redisUrl,
     handlerModules,
     testHooks,
+    agentRuntimeModule,
     inboundRingBytes,
   };
   return deepFreeze(config);

@@ -20,6 +20,9 @@ import { builtinMethods } from "./handlers/builtin.js";
 import { testHookMethods } from "./handlers/test-hooks.js";
 import { OutboundWriter } from "./outbound-writer.js";
 import { Connection } from "./connection.js";
+import { createDeviceRateLimits } from "./device-rate-limits.js";
+import { agentRunMethods } from "./agent/agent-run-method.js";
+import { loadAgentRuntime, type AgentRunEvents } from "./agent/agent-runtime.js";
 
 const data = workerData as SocketWorkerData & { control: MessagePort };
 const { config, shard, instanceId } = data;
@@ -28,11 +31,22 @@ const log = createLogger(`socket-worker-${shard}`, config.logLevel);
 const registry = new HandlerRegistry();
 registry.registerTable(builtinMethods);
 if (config.testHooks) registry.registerTable(testHookMethods, "test hooks");
+const rateLimits = createDeviceRateLimits(config);
+registry.preHandlers.push(rateLimits.check);
 
 const inbound = new RingReader(data.inbound);
 const out = new OutboundWriter(data.outbound);
 const connections = new Map<number, Connection>();
-const stats: SocketWorkerStats = { shard, connections: 0, framesIn: 0, framesOut: 0, rpcs: 0, badFrames: 0, blockingInFlight: 0 };
+const stats: SocketWorkerStats = {
+  shard,
+  connections: 0,
+  framesIn: 0,
+  framesOut: 0,
+  rpcs: 0,
+  badFrames: 0,
+  blockingInFlight: 0,
+  rateLimited: rateLimits.refusals,
+};
 /** Requests accepted but not yet answered (handlers that returned a promise). */
 let inFlight = 0;
 let pool: Piscina | undefined;
@@ -179,17 +193,18 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
 
 function dispatch(conn: Connection, req: ReqFrame): void {
   stats.rpcs++;
-  const def = registry.get(req.method);
-  if (def === undefined) {
-    replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
-    return;
-  }
+  // Pre-handler checks first: every request after connect counts, known method or not.
   for (const check of registry.preHandlers) {
     const refusal = check(req.method, conn);
     if (refusal !== undefined) {
       replyError(conn, req.id, refusal);
       return;
     }
+  }
+  const def = registry.get(req.method);
+  if (def === undefined) {
+    replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
+    return;
   }
   if (def.blocking === true) {
     runBlocking(conn, req);
@@ -293,7 +308,7 @@ const api: SocketWorkerApi = {
     return true;
   },
   stats() {
-    return { ...stats, connections: connections.size, framesOut: out.framesOut };
+    return { ...stats, connections: connections.size, framesOut: out.framesOut, rateLimited: { ...rateLimits.refusals } };
   },
   async drain(deadlineMs: number) {
     const deadline = Date.now() + deadlineMs;
@@ -303,7 +318,15 @@ const api: SocketWorkerApi = {
   },
 };
 
+/** Until the event bus is wired, a run's events are only logged (debug). */
+const runEventsFor = (): AgentRunEvents => ({
+  emit(event, payload) {
+    log.debug({ event, payload }, "agent run event");
+  },
+});
+
 async function start(): Promise<void> {
+  registry.registerTable(agentRunMethods(await loadAgentRuntime(config.agentRuntimeModule), runEventsFor, log), "agent.run");
   await loadHandlerModules(registry, config.handlerModules);
   Comlink.expose(api, data.control as unknown as Comlink.Endpoint);
   log.debug({ methods: registry.names() }, "socket worker ready");

@@ -14,6 +14,8 @@ import { CloseCode, CloseReason } from "../protocol/close-codes.js";
 import type { Shard, ShardPool } from "./shard-pool.js";
 import { sendJson } from "./http-response.js";
 import { GatewayMetrics } from "./metrics.js";
+import { SlidingWindowLimiter, formatRetryAfterSeconds } from "../shared/sliding-window-limiter.js";
+import { TrustedProxies, parsePeerAddress, rateLimitKey, resolveClientIp } from "./client-ip.js";
 
 interface ConnData {
   readonly id: number;
@@ -39,6 +41,11 @@ export class GatewayServer {
   private handshakeSweep: NodeJS.Timeout | undefined;
   port = 0;
   ringFullRefusals = 0;
+  /** Upgrades refused by the per-IP connection rate (PROTOCOL.md §5). */
+  connRateRefusals = 0;
+  /** Per client IP (IPv6: per /64) — the main thread's only keyed state, and not per device. */
+  private readonly connLimiter: SlidingWindowLimiter;
+  private readonly trustedProxies: TrustedProxies;
 
   // State of the run being sent under one cork (reused: no closure per frame or per run).
   private runShard: Shard | undefined;
@@ -52,6 +59,8 @@ export class GatewayServer {
     private readonly pool: ShardPool,
     private readonly log: Logger,
   ) {
+    this.connLimiter = new SlidingWindowLimiter({ ...config.rateConnPerIp });
+    this.trustedProxies = new TrustedProxies(config.trustProxy);
     this.app = uWS.App();
     this.app.ws<ConnData>("/ws", {
       // uWS's own cap sits above the contract's so that we, not the transport, refuse an
@@ -128,8 +137,31 @@ export class GatewayServer {
       sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: "encoding must be json or msgpack" } });
       return;
     }
+    // Last check: only an upgrade that is otherwise admitted counts against its IP.
+    const ipKey = this.clientKey(res, req);
+    const wait = this.connLimiter.take(ipKey);
+    if (wait > 0) {
+      this.connRateRefusals++;
+      this.log.debug({ ip: ipKey, retryAfterMs: wait }, "upgrade refused: connection rate");
+      sendJson(
+        res,
+        429,
+        { error: { code: ErrorCode.RATE_LIMITED, message: "too many connections from this address", retryAfterMs: wait } },
+        { "Retry-After": String(formatRetryAfterSeconds(wait)) },
+      );
+      return;
+    }
     const data: ConnData = { id: this.allocateId(), encoding, openedAt: Date.now(), shard: -1 };
     res.upgrade(data, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), ctx);
+  }
+
+  /** Rate-limit key of the client: peer address, or per TRUST_PROXY the forwarded one (§7). */
+  private clientKey(res: HttpResponse, req: HttpRequest): string {
+    const peerText = Buffer.from(res.getRemoteAddressAsText()).toString("latin1");
+    const peer = parsePeerAddress(peerText);
+    if (peer === undefined) return peerText; // cannot happen with a TCP peer; still a stable key
+    const xff = this.trustedProxies.empty ? "" : req.getHeader("x-forwarded-for");
+    return rateLimitKey(resolveClientIp(peer, xff, this.trustedProxies));
   }
 
   private allocateId(): number {

@@ -6,6 +6,7 @@ import type { ShardPool } from "./shard-pool.js";
 export interface MainCounters {
   readonly connectionCount: number;
   readonly ringFullRefusals: number;
+  readonly connRateRefusals: number;
 }
 
 export class GatewayMetrics {
@@ -45,6 +46,24 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         this.inc(main.ringFullRefusals);
+      },
+    });
+    new Counter({
+      name: "gateway_rate_limited_total",
+      help: "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)",
+      labelNames: ["limit"],
+      registers: r,
+      async collect() {
+        this.reset();
+        let rpc = 0;
+        let agentRun = 0;
+        for (const s of await pool.stats()) {
+          rpc += s.rateLimited.rpc;
+          agentRun += s.rateLimited.agentRun;
+        }
+        this.inc({ limit: "connection" }, main.connRateRefusals);
+        this.inc({ limit: "rpc" }, rpc);
+        this.inc({ limit: "agentRun" }, agentRun);
       },
     });
     new Counter({

@@ -21,6 +21,8 @@ export interface SocketWorkerStats {
   rpcs: number;
   badFrames: number;
   blockingInFlight: number;
+  /** Requests refused RATE_LIMITED, by limit. */
+  rateLimited: { rpc: number; agentRun: number };
 }
 
 export interface SocketWorkerApi {

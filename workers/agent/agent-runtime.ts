@@ -1,0 +1,56 @@
+// The seam between the gateway and the agent backend. `agent.run` validates and rate-limits
+// a run, then hands it to an AgentRuntime; the runtime reports progress as typed events that
+// go to the subscribers of the run's agentId.
+import { pathToFileURL } from "node:url";
+
+export interface AgentRun {
+  readonly runId: string;
+  readonly agentId: string;
+  readonly input: unknown;
+  /** Who started it. */
+  readonly deviceId: string;
+  readonly connId: string;
+}
+
+/** Events a run emits (payloads always carry runId and agentId). */
+export interface AgentRunEventMap {
+  "agent.run.started": { runId: string; agentId: string };
+  "agent.run.output": { runId: string; agentId: string; output: unknown };
+  "agent.run.completed": { runId: string; agentId: string };
+  "agent.run.failed": { runId: string; agentId: string; error: { code: string; message: string } };
+}
+
+export interface AgentRunEvents {
+  emit<E extends keyof AgentRunEventMap>(event: E, payload: AgentRunEventMap[E]): void;
+}
+
+export interface AgentRuntime {
+  /** Starts a run. May return before the run ends; a rejected promise is reported as agent.run.failed. */
+  start(run: AgentRun, events: AgentRunEvents): void | Promise<void>;
+}
+
+/**
+ * Demonstration runtime (the default): no model behind it. It echoes the run's `input` as its
+ * single output, so the whole path (rate limits, events, fan-out) can be exercised end to end.
+ */
+export const demoAgentRuntime: AgentRuntime = {
+  start(run, events) {
+    const ids = { runId: run.runId, agentId: run.agentId };
+    events.emit("agent.run.started", ids);
+    queueMicrotask(() => {
+      events.emit("agent.run.output", { ...ids, output: run.input });
+      events.emit("agent.run.completed", ids);
+    });
+  },
+};
+
+/** Loads AGENT_RUNTIME_MODULE: it must export `agentRuntime` (an object with `start`). */
+export async function loadAgentRuntime(path: string | undefined): Promise<AgentRuntime> {
+  if (path === undefined) return demoAgentRuntime;
+  const mod = (await import(pathToFileURL(path).href)) as { agentRuntime?: unknown };
+  const rt = mod.agentRuntime as AgentRuntime | undefined;
+  if (typeof rt !== "object" || rt === null || typeof rt.start !== "function") {
+    throw new Error(`AGENT_RUNTIME_MODULE ${path} must export \`agentRuntime\` with a start(run, events) method`);
+  }
+  return rt;
+}
