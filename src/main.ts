@@ -32,15 +32,6 @@ const instanceId = randomBytes(4).toString("hex");
 const pool: ShardPool = new ShardPool(config, instanceId, log, (shard, max): number => server.onOutbound(shard, max));
 const server: GatewayServer = new GatewayServer(config, pool, log);
 
-try {
-  await pool.start();
-  const port = await server.listen();
-  log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
-} catch (err) {
-  log.fatal({ err }, "gateway failed to start");
-  process.exit(1);
-}
-
 let stopping = false;
 async function drainAndExit(signal: string): Promise<void> {
   if (stopping) return;
@@ -58,5 +49,16 @@ async function drainAndExit(signal: string): Promise<void> {
   await pool.stop();
   process.exit(0);
 }
+// Registered before start, so a signal during start-up drains (there is nothing to drain yet).
 process.on("SIGTERM", () => void drainAndExit("SIGTERM"));
 process.on("SIGINT", () => void drainAndExit("SIGINT"));
+
+try {
+  await pool.start();
+  const port = await server.listen();
+  log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
+} catch (err) {
+  log.fatal({ err }, "gateway failed to start");
+  process.exit(1);
+}
+

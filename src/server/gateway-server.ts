@@ -235,7 +235,7 @@ export class GatewayServer {
       return;
     }
     const shard = this.pool.shards[shardOf(deviceId, this.config.workers)]!;
-    if (!shard.alive || !this.toShard(shard, InKind.OPEN, d.encoding, d.id, msg)) {
+    if (!shard.ready || !this.toShard(shard, InKind.OPEN, d.encoding, d.id, msg)) {
       this.ringFullRefusals++;
       this.replyError(ws, d, id, ErrorCode.UNAVAILABLE, "gateway busy, retry", RING_FULL_RETRY_MS);
       this.close(ws, CloseCode.HANDSHAKE);

@@ -130,7 +130,12 @@ export class ShardPool {
 
   /** Lets every worker answer what it has in flight, for at most `ms`. */
   async drain(ms: number): Promise<void> {
-    await Promise.all(this.shards.filter((s) => s.alive).map((s) => s.api.drain(ms).catch(() => undefined)));
+    let timer: NodeJS.Timeout | undefined;
+    // A worker that is still starting (or wedged) must not hold the drain past its deadline.
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms + 200)));
+    const drained = Promise.all(this.shards.filter((s) => s.alive).map((s) => s.api.drain(ms).catch(() => undefined)));
+    await Promise.race([drained, deadline]);
+    clearTimeout(timer);
   }
 
   async stop(): Promise<void> {

@@ -27,7 +27,8 @@ process.on("exit", () => {
 /** Starts a gateway with PORT=0 and the given env; resolves once it logs that it listens. */
 export async function startGateway(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Gateway> {
   const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", WORKERS: "2", ...env },
+    // Tests open many connections from 127.0.0.1: lift the per-IP rate unless a test sets it.
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", WORKERS: "2", RATE_CONN_PER_IP: "100000/1s", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(proc);

@@ -89,7 +89,7 @@ describe("handler modules and the piscina pool", () => {
 
 describe("full inbound ring", () => {
   it("answers UNAVAILABLE instead of losing requests when a worker's ring is full", async () => {
-    await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1", MAX_PAYLOAD_BYTES: "1024", RING_BYTES: "67584" }, async (gw) => {
+    await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1", MAX_PAYLOAD_BYTES: "1024", RING_BYTES: "67584", RATE_RPC_PER_DEVICE: "100000/1s" }, async (gw) => {
       const c = await connected(gw, "dev-flood");
       c.send({ type: "req", id: "block", method: "test.blockWorker", params: { ms: 1500 } });
       await new Promise((r) => setTimeout(r, 100));
@@ -135,6 +135,7 @@ describe("faults and shutdown", () => {
         }
       }
       expect((await again!.request("echo", "back", "x")).payload).toBe("back");
+      // Connections are routed only to a ready worker, so readiness is back by now.
       expect((await httpGet(gw.port, "/readyz")).status).toBe(200);
       expect(gw.output()).toMatch(/socket worker exited/);
       bystanders.forEach((b) => b.close());

@@ -220,8 +220,11 @@ describe("decodeFrame: msgpack round trip of the contract's frames", () => {
   });
 
   it("property: any JSON value round-trips through msgpack", () => {
+    // msgpackr renames a "__proto__" key to "__proto_" on purpose (prototype-pollution guard,
+    // tested separately), so such keys are left out of this round-trip property.
+    const noProtoKey = (v: unknown): boolean => !JSON.stringify(v ?? null).includes('"__proto__"');
     fc.assert(
-      fc.property(fc.jsonValue(), (v) => {
+      fc.property(fc.jsonValue().filter(noProtoKey), (v) => {
         // JSON.stringify normalizes -0 to 0 on both sides.
         expect(JSON.stringify(decodeFrame(pack(v), Encoding.MSGPACK))).toBe(JSON.stringify(v));
       }),
