@@ -2,12 +2,14 @@
 // arrives, it doubles as the handlers' context, so no object is made per request.
 import type { Encoding } from "../src/protocol/codec.js";
 import type { HandlerContext } from "./handler-registry.js";
+import type { HeartbeatState } from "./heartbeat.js";
+import type { Session } from "./session-store.js";
 
 /** PROTOCOL.md §2: the 10th bad frame within one minute closes the connection. */
 export const BAD_FRAME_LIMIT = 10;
 export const BAD_FRAME_WINDOW_MS = 60_000;
 
-export class Connection implements HandlerContext {
+export class Connection implements HandlerContext, HeartbeatState {
   readonly id: number;
   readonly connId: string;
   readonly encoding: Encoding;
@@ -17,6 +19,14 @@ export class Connection implements HandlerContext {
   agentIds: string[] = [];
   /** True once `connect` succeeded. */
   open = false;
+  session: Session | undefined;
+  // Heartbeat state (workers/heartbeat.ts)
+  hbBucket = 0;
+  pingSeq = 0;
+  pongSeq = 0;
+  pingSentAt = 0;
+  pingScheduledAt = 0;
+  unansweredSince = 0;
   /** Times of the recent bad frames (allocated on the first one). */
   private badFrameTimes: number[] | undefined;
 

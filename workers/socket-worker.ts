@@ -2,14 +2,13 @@
 // inbound ring, runs decode → validate → pre-handler checks → handler → encode, and writes
 // replies into its outbound ring. Control plane (ready, stats, drain) over comlink.
 import { workerData, type MessagePort } from "node:worker_threads";
-import { randomBytes, createHash, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import * as Comlink from "comlink";
 import { Piscina } from "piscina";
 import { RingReader } from "../src/shared/ring-buffer.js";
 import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
 import { createLogger } from "../src/shared/logger.js";
-import { issueSessionToken } from "../src/shared/session-token.js";
 import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
 import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
 import { isBadFrame, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
@@ -21,6 +20,9 @@ import { testHookMethods } from "./handlers/test-hooks.js";
 import { OutboundWriter } from "./outbound-writer.js";
 import { Connection } from "./connection.js";
 import { createDeviceRateLimits } from "./device-rate-limits.js";
+import { HeartbeatScheduler } from "./heartbeat.js";
+import { SessionStore } from "./session-store.js";
+import { RttHistogram } from "../src/shared/rtt-histogram.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
 import { loadAgentRuntime, type AgentRunEvents } from "./agent/agent-runtime.js";
 
@@ -46,7 +48,26 @@ const stats: SocketWorkerStats = {
   badFrames: 0,
   blockingInFlight: 0,
   rateLimited: rateLimits.refusals,
+  heartbeat: { timeouts: 0, rotations: 0, invalidPongs: 0, rtt: { buckets: [], sum: 0, count: 0 } },
+  sessions: { live: 0, detached: 0 },
 };
+const rtt = new RttHistogram();
+let invalidPongs = 0;
+
+const sessions = new SessionStore(config.sessionSecret, config.sessionTtlSec * 1000);
+const heartbeat = new HeartbeatScheduler<Connection>(config.heartbeatSec * 1000, {
+  ping(conn, seq, ts) {
+    out.send(conn.id, conn.encoding, { type: "ping", seq, ts });
+  },
+  timeout(conn) {
+    log.debug({ connId: conn.connId, deviceId: conn.deviceId }, "heartbeat timeout");
+    closeConn(conn, CloseCode.HEARTBEAT_TIMEOUT);
+  },
+  flush() {
+    out.notify();
+    sessions.sweep(100);
+  },
+});
 /** Requests accepted but not yet answered (handlers that returned a promise). */
 let inFlight = 0;
 let pool: Piscina | undefined;
@@ -87,9 +108,11 @@ function onRecord(off: number, len: number): void {
       if (conn !== undefined) onFrame(conn, body);
       return; // frames racing a close we already asked for are dropped on purpose
     }
-    case InKind.CLOSE:
-      connections.delete(id);
+    case InKind.CLOSE: {
+      const conn = connections.get(id);
+      if (conn !== undefined) dropConn(conn);
       return;
+    }
     default:
       log.error({ kind }, "unknown inbound record kind");
   }
@@ -115,7 +138,10 @@ function onFrame(conn: Connection, body: Uint8Array): void {
     else handleConnect(conn, frame);
     return;
   }
-  if (frame.type === "pong") return; // heartbeats arrive with the heartbeat issue; a stray pong is harmless
+  if (frame.type === "pong") {
+    onPong(conn, frame.seq);
+    return;
+  }
   if (frame.method === "connect") {
     replyError(conn, frame.id, { code: ErrorCode.BAD_REQUEST, message: "already connected" });
     return;
@@ -163,13 +189,34 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
     closeConn(conn, CloseCode.UNAUTHORIZED);
     return;
   }
+  let issued;
+  if (p.resumeToken !== undefined) {
+    const session = sessions.find(p.resumeToken, p.deviceId);
+    if (session === undefined) {
+      log.debug({ connId: conn.connId, deviceId: p.deviceId }, "resume refused: invalid session token");
+      replyError(conn, req.id, { code: ErrorCode.INVALID_SESSION, message: "session token is invalid or expired" });
+      closeConn(conn, CloseCode.HANDSHAKE);
+      return;
+    }
+    const previous = sessions.attach(session, conn) as Connection | undefined;
+    if (previous !== undefined && connections.get(previous.id) === previous) {
+      previous.session = undefined; // it no longer holds the session: its close must not detach it
+      closeConn(previous, CloseCode.SESSION_TAKEN_OVER);
+    }
+    for (const a of p.agentIds) if (!session.agentIds.includes(a)) session.agentIds.push(a);
+    conn.session = session;
+    issued = sessions.rotate(session);
+  } else {
+    const created = sessions.create(p.deviceId, conn, p.agentIds);
+    conn.session = created.session;
+    issued = created.token;
+  }
   conn.deviceId = p.deviceId;
   conn.role = p.role;
-  conn.agentIds = p.agentIds;
-  conn.sessionId = randomBytes(12).toString("base64url");
+  conn.sessionId = conn.session.id;
+  conn.agentIds = conn.session.agentIds;
   conn.open = true;
-  const expiresAt = Date.now() + config.sessionTtlSec * 1000;
-  const sessionToken = issueSessionToken(config.sessionSecret, { sessionId: conn.sessionId, deviceId: conn.deviceId, generation: 0, expiresAt });
+  heartbeat.add(conn);
   out.send(conn.id, conn.encoding, {
     type: "res",
     id: req.id,
@@ -178,8 +225,8 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
       protocol: 1,
       connId: conn.connId,
       sessionId: conn.sessionId,
-      sessionToken,
-      sessionExpiresAt: expiresAt,
+      sessionToken: issued.token,
+      sessionExpiresAt: issued.expiresAt,
       heartbeat: { intervalMs: config.heartbeatSec * 1000, timeoutMs: config.heartbeatSec * 2000 },
       limits: {
         maxPayloadBytes: config.maxPayloadBytes,
@@ -188,7 +235,30 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
       },
     },
   });
-  log.debug({ connId: conn.connId, deviceId: conn.deviceId, role: conn.role }, "connected");
+  log.debug({ connId: conn.connId, deviceId: conn.deviceId, role: conn.role, resumed: p.resumeToken !== undefined }, "connected");
+}
+
+/** A valid pong (answering an unanswered ping) rotates the session token: one refresh per pong. */
+function onPong(conn: Connection, seq: number): void {
+  const ms = heartbeat.pong(conn, seq);
+  if (ms < 0) {
+    invalidPongs++;
+    log.debug({ connId: conn.connId, seq }, "pong ignored: no unanswered ping with that seq");
+    return;
+  }
+  if (ms > 0 || seq === conn.pingSeq) rtt.observe(ms);
+  const session = conn.session;
+  if (session === undefined) return;
+  const t = sessions.rotate(session);
+  out.send(conn.id, conn.encoding, { type: "event", event: "session.refreshed", payload: { sessionToken: t.token, expiresAt: t.expiresAt } });
+}
+
+/** Forgets a connection that is gone (client left, or we closed it). */
+function dropConn(conn: Connection): void {
+  connections.delete(conn.id);
+  if (!conn.open) return;
+  heartbeat.remove(conn);
+  if (conn.session !== undefined) sessions.detach(conn.session, conn);
 }
 
 function dispatch(conn: Connection, req: ReqFrame): void {
@@ -297,7 +367,7 @@ function replyThrown(conn: Connection, req: ReqFrame, e: unknown): void {
 }
 
 function closeConn(conn: Connection, code: CloseCode): void {
-  connections.delete(conn.id);
+  dropConn(conn);
   out.close(conn.id, code, CloseReason[code]);
 }
 
@@ -308,7 +378,14 @@ const api: SocketWorkerApi = {
     return true;
   },
   stats() {
-    return { ...stats, connections: connections.size, framesOut: out.framesOut, rateLimited: { ...rateLimits.refusals } };
+    return {
+      ...stats,
+      connections: connections.size,
+      framesOut: out.framesOut,
+      rateLimited: { ...rateLimits.refusals },
+      heartbeat: { timeouts: heartbeat.timeouts, rotations: sessions.rotations, invalidPongs, rtt: rtt.snapshot() },
+      sessions: { live: sessions.size - sessions.detachedCount, detached: sessions.detachedCount },
+    };
   },
   async drain(deadlineMs: number) {
     const deadline = Date.now() + deadlineMs;
@@ -329,6 +406,7 @@ async function start(): Promise<void> {
   registry.registerTable(agentRunMethods(await loadAgentRuntime(config.agentRuntimeModule), runEventsFor, log), "agent.run");
   await loadHandlerModules(registry, config.handlerModules);
   Comlink.expose(api, data.control as unknown as Comlink.Endpoint);
+  heartbeat.start();
   log.debug({ methods: registry.names() }, "socket worker ready");
   void pump();
 }

@@ -1,7 +1,9 @@
 // Prometheus exposition on the main thread (prom-client). Worker counters are pulled over the
 // comlink control plane at scrape time — one call per worker per scrape, never per frame.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { Metric } from "prom-client";
 import type { ShardPool } from "./shard-pool.js";
+import { RTT_BUCKETS_SEC } from "../shared/rtt-histogram.js";
 
 export interface MainCounters {
   readonly connectionCount: number;
@@ -66,6 +68,47 @@ export class GatewayMetrics {
         this.inc({ limit: "agentRun" }, agentRun);
       },
     });
+    this.registerRttHistogram(pool);
+    const sumOverWorkers = async (pick: (s: Awaited<ReturnType<ShardPool["stats"]>>[number]) => number) =>
+      (await pool.stats()).reduce((a, s) => a + pick(s), 0);
+    new Counter({
+      name: "gateway_heartbeat_timeouts_total",
+      help: "Connections closed 4002: no valid pong within two heartbeat intervals",
+      registers: r,
+      async collect() {
+        this.reset();
+        this.inc(await sumOverWorkers((s) => s.heartbeat.timeouts));
+      },
+    });
+    new Counter({
+      name: "gateway_session_rotations_total",
+      help: "Session tokens issued by rotation (valid pongs and resumes)",
+      registers: r,
+      async collect() {
+        this.reset();
+        this.inc(await sumOverWorkers((s) => s.heartbeat.rotations));
+      },
+    });
+    new Counter({
+      name: "gateway_heartbeat_invalid_pongs_total",
+      help: "Pongs ignored because no unanswered ping had their seq",
+      registers: r,
+      async collect() {
+        this.reset();
+        this.inc(await sumOverWorkers((s) => s.heartbeat.invalidPongs));
+      },
+    });
+    new Gauge({
+      name: "gateway_sessions",
+      help: "Sessions held by a connection (live) or kept for a resume (detached)",
+      labelNames: ["state"],
+      registers: r,
+      async collect() {
+        const all = await pool.stats();
+        this.set({ state: "live" }, all.reduce((a, s) => a + s.sessions.live, 0));
+        this.set({ state: "detached" }, all.reduce((a, s) => a + s.sessions.detached, 0));
+      },
+    });
     new Counter({
       name: "gateway_worker_restarts_total",
       help: "Socket workers replaced after dying",
@@ -75,6 +118,44 @@ export class GatewayMetrics {
         this.inc(pool.restarts);
       },
     });
+  }
+
+  /** Sums the workers' RTT histograms into one Prometheus histogram at scrape time. */
+  private registerRttHistogram(pool: ShardPool): void {
+    const name = "gateway_heartbeat_rtt_seconds";
+    const help = "Heartbeat round trip: ping sent → valid pong received (socket worker clock)";
+    const metric = {
+      name,
+      help,
+      type: "histogram",
+      aggregator: "sum",
+      collect: () => undefined,
+      reset: () => undefined,
+      async get() {
+        const buckets = new Array<number>(RTT_BUCKETS_SEC.length).fill(0);
+        let sum = 0;
+        let count = 0;
+        for (const s of await pool.stats()) {
+          s.heartbeat.rtt.buckets.forEach((c, i) => (buckets[i]! += c));
+          sum += s.heartbeat.rtt.sum;
+          count += s.heartbeat.rtt.count;
+        }
+        const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = RTT_BUCKETS_SEC.map((le, i) => ({
+          labels: { le },
+          value: buckets[i]!,
+          metricName: `${name}_bucket`,
+        }));
+        values.push({ labels: { le: "+Inf" }, value: count, metricName: `${name}_bucket` });
+        return {
+          name,
+          help,
+          type: "histogram",
+          aggregator: "sum",
+          values: [...values, { labels: {}, value: sum, metricName: `${name}_sum` }, { labels: {}, value: count, metricName: `${name}_count` }],
+        };
+      },
+    };
+    this.registry.registerMetric(metric as unknown as Metric<string>);
   }
 
   async render(): Promise<string> {

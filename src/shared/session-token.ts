@@ -1,42 +1,69 @@
-// Session tokens (PROTOCOL.md §4): base64url(body) "." base64url(HMAC-SHA256(secret, body)),
-// body = JSON [sessionId, deviceId, generation, expiresAtMs]. Verified in constant time.
-import { createHmac, timingSafeEqual } from "node:crypto";
+// Session tokens (PROTOCOL.md §4). Compact (78 ASCII characters) and self-verifying:
+//   token = base64url(body) "." base64url(HMAC-SHA256(SESSION_SECRET, body ‖ deviceId))
+//   body  = [version u8 = 1][sessionId: 12 random bytes][generation u32 BE][expiresAt ms u64 BE]
+// The deviceId is signed but not carried: `resume` names its deviceId in the same connect, so a
+// token presented by another device fails the MAC. Verification compares the MAC's canonical
+// text in constant time (a lenient base64 decode would accept edited tokens).
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 export interface SessionClaims {
+  /** base64url of 12 random bytes (16 characters). */
   sessionId: string;
   deviceId: string;
+  /** Rotation counter: 0 at connect, +1 per rotation. */
   generation: number;
+  /** ms since the epoch. */
   expiresAt: number;
 }
 
-function sign(secret: string, body: string): Buffer {
-  return createHmac("sha256", secret).update(body).digest();
+const VERSION = 1;
+const SESSION_ID_BYTES = 12;
+const BODY_BYTES = 1 + SESSION_ID_BYTES + 4 + 8;
+const BODY_CHARS = Math.ceil((BODY_BYTES * 4) / 3); // 34
+const MAC_CHARS = 43;
+export const SESSION_TOKEN_LENGTH = BODY_CHARS + 1 + MAC_CHARS;
+
+export function newSessionId(): string {
+  return randomBytes(SESSION_ID_BYTES).toString("base64url");
+}
+
+function mac(secret: string, bodyB64: string, deviceId: string): string {
+  return createHmac("sha256", secret).update(bodyB64).update("\n").update(deviceId).digest("base64url");
 }
 
 export function issueSessionToken(secret: string, c: SessionClaims): string {
-  const body = Buffer.from(JSON.stringify([c.sessionId, c.deviceId, c.generation, c.expiresAt])).toString("base64url");
-  return `${body}.${sign(secret, body).toString("base64url")}`;
+  const id = Buffer.from(c.sessionId, "base64url");
+  if (id.length !== SESSION_ID_BYTES || id.toString("base64url") !== c.sessionId) throw new RangeError("sessionId must be 12 bytes, base64url");
+  if (!Number.isInteger(c.generation) || c.generation < 0 || c.generation > 0xffffffff) throw new RangeError("generation must be a u32");
+  if (!Number.isSafeInteger(c.expiresAt) || c.expiresAt < 0) throw new RangeError("expiresAt must be a non-negative safe integer");
+  const body = Buffer.allocUnsafe(BODY_BYTES);
+  body[0] = VERSION;
+  id.copy(body, 1);
+  body.writeUInt32BE(c.generation, 1 + SESSION_ID_BYTES);
+  body.writeBigUInt64BE(BigInt(c.expiresAt), 1 + SESSION_ID_BYTES + 4);
+  const bodyB64 = body.toString("base64url");
+  return `${bodyB64}.${mac(secret, bodyB64, c.deviceId)}`;
 }
 
-/** Returns the claims of a token signed with `secret`, or undefined (expiry is the caller's check). */
-export function verifySessionToken(secret: string, token: string): SessionClaims | undefined {
-  const dot = token.indexOf(".");
-  if (dot <= 0 || token.length > 512) return undefined;
-  const body = token.slice(0, dot);
-  // Compare the signature's text, not its decoded bytes: Node's base64url decoder skips
-  // foreign characters and ignores the last character's spare bits, so decoded bytes would
-  // accept edited tokens.
-  const mac = Buffer.from(token.slice(dot + 1));
-  const expected = Buffer.from(sign(secret, body).toString("base64url"));
-  if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) return undefined;
-  try {
-    const v: unknown = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
-    if (!Array.isArray(v) || v.length !== 4) return undefined;
-    const [sessionId, deviceId, generation, expiresAt] = v as unknown[];
-    if (typeof sessionId !== "string" || typeof deviceId !== "string") return undefined;
-    if (!Number.isSafeInteger(generation) || !Number.isSafeInteger(expiresAt)) return undefined;
-    return { sessionId, deviceId, generation: generation as number, expiresAt: expiresAt as number };
-  } catch {
-    return undefined;
-  }
+/**
+ * Returns the claims of a token issued with `secret` for `deviceId`, or undefined for anything
+ * else (other secret, other device, edited, malformed). Expiry is the caller's check.
+ */
+export function verifySessionToken(secret: string, token: string, deviceId: string): SessionClaims | undefined {
+  if (typeof token !== "string" || token.length !== SESSION_TOKEN_LENGTH || token[BODY_CHARS] !== ".") return undefined;
+  const bodyB64 = token.slice(0, BODY_CHARS);
+  const given = Buffer.from(token.slice(BODY_CHARS + 1), "latin1");
+  const expected = Buffer.from(mac(secret, bodyB64, deviceId), "latin1");
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+  // The MAC covers the body text, so past this point the body is the one we issued.
+  const body = Buffer.from(bodyB64, "base64url");
+  if (body.length !== BODY_BYTES || body[0] !== VERSION) return undefined;
+  const expiresAt = body.readBigUInt64BE(1 + SESSION_ID_BYTES + 4);
+  if (expiresAt > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return {
+    sessionId: body.subarray(1, 1 + SESSION_ID_BYTES).toString("base64url"),
+    deviceId,
+    generation: body.readUInt32BE(1 + SESSION_ID_BYTES),
+    expiresAt: Number(expiresAt),
+  };
 }

@@ -1,6 +1,7 @@
 // Typed messages between threads: what each worker receives at start (workerData) and the
 // control-plane API it exposes over its MessagePort with comlink. No `any` crosses a thread.
 import type { GatewayConfig } from "../config.js";
+import type { RttSnapshot } from "./rtt-histogram.js";
 
 export interface SocketWorkerData {
   shard: number;
@@ -23,6 +24,8 @@ export interface SocketWorkerStats {
   blockingInFlight: number;
   /** Requests refused RATE_LIMITED, by limit. */
   rateLimited: { rpc: number; agentRun: number };
+  heartbeat: { timeouts: number; rotations: number; invalidPongs: number; rtt: RttSnapshot };
+  sessions: { live: number; detached: number };
 }
 
 export interface SocketWorkerApi {

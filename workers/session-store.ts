@@ -1,0 +1,125 @@
+// Sessions of one socket worker's devices (PROTOCOL.md §4). A session outlives its connection
+// until its newest token expires, so a device can `resume` it; the device hash routes the resume
+// to this worker. Disconnected sessions are capped: when the cap is reached the oldest
+// disconnected one is forgotten (its resume then fails with INVALID_SESSION — never a
+// security issue, only a lost convenience).
+import { issueSessionToken, newSessionId, verifySessionToken } from "../src/shared/session-token.js";
+
+export interface Session {
+  readonly id: string;
+  readonly deviceId: string;
+  /** Generation of the newest token. */
+  generation: number;
+  /** Expiry of the newest token. */
+  expiresAt: number;
+  /** The connection holding the session, if any. */
+  holder: object | undefined;
+  /** Subscriptions (agentIds), kept across resumes. */
+  agentIds: string[];
+}
+
+export interface IssuedToken {
+  token: string;
+  expiresAt: number;
+}
+
+export const DEFAULT_MAX_DETACHED_SESSIONS = 100_000;
+
+export class SessionStore {
+  private readonly sessions = new Map<string, Session>();
+  /** Sessions without a connection, oldest detach first (for expiry and the cap). */
+  private readonly detached = new Map<string, Session>();
+  rotations = 0;
+
+  constructor(
+    private readonly secret: string,
+    private readonly ttlMs: number,
+    private readonly maxDetached = DEFAULT_MAX_DETACHED_SESSIONS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get detachedCount(): number {
+    return this.detached.size;
+  }
+
+  /** A new session held by `holder`, with its generation-0 token. */
+  create(deviceId: string, holder: object, agentIds: string[]): { session: Session; token: IssuedToken } {
+    const session: Session = { id: newSessionId(), deviceId, generation: 0, expiresAt: 0, holder, agentIds };
+    this.sessions.set(session.id, session);
+    return { session, token: this.sign(session) };
+  }
+
+  /** Next generation: the previous token stays valid, older ones stop validating. */
+  rotate(session: Session): IssuedToken {
+    session.generation++;
+    this.rotations++;
+    return this.sign(session);
+  }
+
+  /**
+   * The session a resume token names, if the token is valid now: issued with our secret for
+   * this deviceId, unexpired, of the newest or the previous generation, session still known.
+   */
+  find(token: string, deviceId: string): Session | undefined {
+    const claims = verifySessionToken(this.secret, token, deviceId);
+    if (claims === undefined || claims.expiresAt <= this.now()) return undefined;
+    const session = this.sessions.get(claims.sessionId);
+    if (session === undefined || session.deviceId !== deviceId) return undefined;
+    if (claims.generation !== session.generation && claims.generation !== session.generation - 1) return undefined;
+    return session;
+  }
+
+  /** Gives the session to a new holder; returns the previous holder (to be closed with 4005). */
+  attach(session: Session, holder: object): object | undefined {
+    const previous = session.holder;
+    session.holder = holder;
+    this.detached.delete(session.id);
+    return previous;
+  }
+
+  /** The holder's connection ended: keep the session for a resume until its token expires. */
+  detach(session: Session, holder: object): void {
+    if (session.holder !== holder) return; // taken over already
+    session.holder = undefined;
+    this.detached.set(session.id, session);
+    if (this.detached.size > this.maxDetached) {
+      const oldest = this.detached.keys().next().value as string;
+      this.forget(oldest);
+    }
+  }
+
+  /**
+   * Forgets detached sessions whose newest token has expired. Looks at the `scan` oldest
+   * detached sessions per call (detach order is close to expiry order), so a call stays cheap.
+   */
+  sweep(scan = 1000): number {
+    const now = this.now();
+    let seen = 0;
+    let forgotten = 0;
+    for (const [id, s] of this.detached) {
+      if (seen++ >= scan) break;
+      if (s.expiresAt > now) continue;
+      this.forget(id);
+      forgotten++;
+    }
+    return forgotten;
+  }
+
+  private forget(id: string): void {
+    this.detached.delete(id);
+    this.sessions.delete(id);
+  }
+
+  private sign(session: Session): IssuedToken {
+    const expiresAt = this.now() + this.ttlMs;
+    session.expiresAt = expiresAt;
+    return {
+      token: issueSessionToken(this.secret, { sessionId: session.id, deviceId: session.deviceId, generation: session.generation, expiresAt }),
+      expiresAt,
+    };
+  }
+}
