@@ -11,8 +11,8 @@ import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
 import { createLogger } from "../src/shared/logger.js";
 import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
 import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
-import { isBadFrame, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
-import { ErrorCode, isGatewayError, type ErrorBody } from "../src/protocol/errors.js";
+import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
+import { ErrorCode, GatewayError, isGatewayError, type ErrorBody } from "../src/protocol/errors.js";
 import { CloseCode, CloseReason } from "../src/protocol/close-codes.js";
 import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
 import { builtinMethods } from "./handlers/builtin.js";
@@ -203,7 +203,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
       previous.session = undefined; // it no longer holds the session: its close must not detach it
       closeConn(previous, CloseCode.SESSION_TAKEN_OVER);
     }
-    for (const a of p.agentIds) if (!session.agentIds.includes(a)) session.agentIds.push(a);
+    for (const a of p.agentIds) if (!session.agentIds.includes(a) && session.agentIds.length < MAX_AGENT_IDS) session.agentIds.push(a);
     conn.session = session;
     issued = sessions.rotate(session);
   } else {
@@ -394,6 +394,37 @@ const api: SocketWorkerApi = {
     await pool?.close({ force: true });
   },
 };
+
+/** events.subscribe / events.unsubscribe (PROTOCOL.md §6): change the session's agent set. */
+function readAgentIds(params: unknown): string[] {
+  const list = typeof params === "object" && params !== null ? (params as { agentIds?: unknown }).agentIds : undefined;
+  const ids = validateAgentIds(list);
+  if (typeof ids === "string") throw new GatewayError(ErrorCode.BAD_REQUEST, `params.${ids}`);
+  return ids;
+}
+registry.registerTable({
+  "events.subscribe": {
+    handler(params, ctx) {
+      const set = (ctx as Connection).agentIds;
+      for (const a of readAgentIds(params)) {
+        if (set.includes(a)) continue;
+        if (set.length >= MAX_AGENT_IDS) throw new GatewayError(ErrorCode.BAD_REQUEST, `a connection may follow at most ${MAX_AGENT_IDS} agents`);
+        set.push(a);
+      }
+      return { agentIds: [...set] };
+    },
+  },
+  "events.unsubscribe": {
+    handler(params, ctx) {
+      const set = (ctx as Connection).agentIds;
+      for (const a of readAgentIds(params)) {
+        const i = set.indexOf(a);
+        if (i >= 0) set.splice(i, 1);
+      }
+      return { agentIds: [...set] };
+    },
+  },
+});
 
 /** Until the event bus is wired, a run's events are only logged (debug). */
 const runEventsFor = (): AgentRunEvents => ({
