@@ -38,6 +38,7 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   private nextBucket = 0;
   private nextTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  private running = false;
   timeouts = 0;
 
   constructor(
@@ -51,11 +52,14 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   }
 
   start(): void {
+    if (this.running) return;
+    this.running = true;
     this.nextTickAt = this.now() + this.tickMs;
     this.schedule();
   }
 
   stop(): void {
+    this.running = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -105,7 +109,7 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
       this.nextTickAt += this.tickMs;
     }
     this.handler.flush();
-    this.schedule();
+    if (this.running) this.schedule(); // a handler may have stopped the wheel
   };
 
   private visit(bucket: Set<C>, scheduledAt: number, now: number): void {

@@ -1,0 +1,269 @@
+// SessionStore (PROTOCOL.md §4): generation-rotated resume tokens, takeover, expiry sweep and
+// the cap on detached sessions. The clock is injected.
+import { describe, expect, it } from "vitest";
+import { issueSessionToken, newSessionId } from "../../src/shared/session-token.js";
+import { SessionStore, type Session } from "../../workers/session-store.js";
+
+const SECRET = "unit-secret-0123456789abcdef0123456789";
+const TTL = 60_000;
+const T0 = 1_700_000_000_000;
+
+function makeStore(maxDetached?: number): { store: SessionStore; clock: { t: number } } {
+  const clock = { t: T0 };
+  const store = new SessionStore(SECRET, TTL, maxDetached, () => clock.t);
+  return { store, clock };
+}
+
+/** A holder (connection stand-in). */
+const holder = (name: string): { name: string } => ({ name });
+
+describe("tokens", () => {
+  it("create returns a generation-0 token that find() accepts for the same deviceId only", () => {
+    const { store } = makeStore();
+    const h = holder("h");
+    const { session, token } = store.create("dev-1", h, ["agent-a"]);
+    expect(session.generation).toBe(0);
+    expect(session.deviceId).toBe("dev-1");
+    expect(session.holder).toBe(h);
+    expect(session.agentIds).toEqual(["agent-a"]);
+    expect(token.expiresAt).toBe(T0 + TTL);
+    expect(session.expiresAt).toBe(T0 + TTL);
+    expect(store.size).toBe(1);
+    expect(store.find(token.token, "dev-1")).toBe(session);
+    expect(store.find(token.token, "dev-2")).toBeUndefined();
+    expect(store.find(token.token, "dev-1x")).toBeUndefined();
+  });
+
+  it("rotate: the newest and the previous generation are accepted, the one before previous is refused", () => {
+    const { store, clock } = makeStore();
+    const { session, token: t0 } = store.create("dev-1", holder("h"), []);
+    clock.t += 1000;
+    const t1 = store.rotate(session);
+    expect(session.generation).toBe(1);
+    expect(store.find(t0.token, "dev-1")).toBe(session); // previous
+    expect(store.find(t1.token, "dev-1")).toBe(session); // newest
+    clock.t += 1000;
+    const t2 = store.rotate(session);
+    expect(store.find(t0.token, "dev-1")).toBeUndefined(); // two generations back
+    expect(store.find(t1.token, "dev-1")).toBe(session);
+    expect(store.find(t2.token, "dev-1")).toBe(session);
+    const t3 = store.rotate(session);
+    expect(store.find(t1.token, "dev-1")).toBeUndefined();
+    expect(store.find(t2.token, "dev-1")).toBe(session);
+    expect(store.find(t3.token, "dev-1")).toBe(session);
+    expect(store.rotations).toBe(3);
+  });
+
+  it("every rotation's token differs (even within the same millisecond)", () => {
+    const { store, clock } = makeStore();
+    const { session, token } = store.create("dev-1", holder("h"), []);
+    const seen = new Set<string>([token.token]);
+    for (let i = 0; i < 500; i++) {
+      if (i % 50 === 0) clock.t += 1; // mostly a frozen clock
+      const t = store.rotate(session);
+      expect(seen.has(t.token)).toBe(false);
+      seen.add(t.token);
+    }
+    expect(seen.size).toBe(501);
+  });
+
+  it("refuses an expired token while a fresh rotation is accepted", () => {
+    const { store, clock } = makeStore();
+    const { session, token: t0 } = store.create("dev-1", holder("h"), []);
+    clock.t = T0 + TTL - 1;
+    expect(store.find(t0.token, "dev-1")).toBe(session); // still within its lifetime
+    clock.t = T0 + TTL;
+    expect(store.find(t0.token, "dev-1")).toBeUndefined(); // expired (expiresAt is exclusive)
+    clock.t = T0 + TTL + 5000;
+    const t1 = store.rotate(session);
+    expect(t1.expiresAt).toBe(clock.t + TTL);
+    expect(store.find(t1.token, "dev-1")).toBe(session);
+    // Generation 0 is "previous" now, but it has expired: still refused.
+    expect(store.find(t0.token, "dev-1")).toBeUndefined();
+    clock.t = t1.expiresAt;
+    expect(store.find(t1.token, "dev-1")).toBeUndefined();
+  });
+
+  it("refuses a token signed with another secret (even with the right session, device, generation, expiry)", () => {
+    const { store } = makeStore();
+    const { session, token } = store.create("dev-1", holder("h"), []);
+    const forged = issueSessionToken("another-secret-0123456789abcdef012345", {
+      sessionId: session.id,
+      deviceId: "dev-1",
+      generation: 0,
+      expiresAt: token.expiresAt,
+    });
+    expect(forged).not.toBe(token.token);
+    expect(store.find(forged, "dev-1")).toBeUndefined();
+    // Another store with another secret refuses our tokens, too.
+    const other = new SessionStore("another-secret-0123456789abcdef012345", TTL, undefined, () => T0);
+    expect(other.find(token.token, "dev-1")).toBeUndefined();
+    // Edited token (last MAC character flipped).
+    const last = token.token.at(-1) === "A" ? "B" : "A";
+    expect(store.find(token.token.slice(0, -1) + last, "dev-1")).toBeUndefined();
+    expect(store.find("", "dev-1")).toBeUndefined();
+  });
+
+  it("refuses a well-signed, unexpired token of a session it does not know (or has forgotten)", () => {
+    const { store, clock } = makeStore(1);
+    const unknown = issueSessionToken(SECRET, { sessionId: newSessionId(), deviceId: "dev-1", generation: 0, expiresAt: T0 + TTL });
+    expect(store.find(unknown, "dev-1")).toBeUndefined();
+
+    // Forgotten by the cap while its token is still within its lifetime.
+    const ha = holder("a");
+    const hb = holder("b");
+    const a = store.create("dev-a", ha, []);
+    const b = store.create("dev-b", hb, []);
+    store.detach(a.session, ha);
+    clock.t += 1;
+    store.detach(b.session, hb); // cap 1: a is forgotten
+    expect(store.find(a.token.token, "dev-a")).toBeUndefined();
+    expect(store.find(b.token.token, "dev-b")).toBe(b.session);
+  });
+});
+
+describe("holders", () => {
+  it("attach returns the previous holder (takeover); detach by a non-holder is a no-op", () => {
+    const { store } = makeStore();
+    const first = holder("first");
+    const second = holder("second");
+    const { session, token } = store.create("dev-1", first, []);
+    expect(store.attach(session, second)).toBe(first);
+    expect(session.holder).toBe(second);
+
+    store.detach(session, first); // the taken-over connection closes later
+    expect(session.holder).toBe(second);
+    expect(store.detachedCount).toBe(0);
+    expect(store.find(token.token, "dev-1")).toBe(session);
+
+    store.detach(session, second);
+    expect(session.holder).toBeUndefined();
+    expect(store.detachedCount).toBe(1);
+    // Resume after the holder dropped: no previous holder, no longer detached.
+    const third = holder("third");
+    expect(store.attach(session, third)).toBeUndefined();
+    expect(session.holder).toBe(third);
+    expect(store.detachedCount).toBe(0);
+    expect(store.size).toBe(1);
+  });
+
+  it("sweep forgets a detached session after its newest token expired, keeps it before", () => {
+    const { store, clock } = makeStore();
+    const h = holder("h");
+    const { session } = store.create("dev-1", h, []);
+    clock.t += 10_000;
+    const t1 = store.rotate(session); // newest token expires at T0 + 10 s + TTL
+    store.detach(session, h);
+    expect(store.size).toBe(1);
+
+    clock.t = T0 + TTL + 1; // the generation-0 token has expired, the newest has not
+    expect(store.sweep()).toBe(0);
+    expect(store.size).toBe(1);
+    expect(store.find(t1.token, "dev-1")).toBe(session);
+
+    clock.t = t1.expiresAt - 1;
+    expect(store.sweep()).toBe(0);
+    expect(store.size).toBe(1);
+
+    clock.t = t1.expiresAt;
+    expect(store.sweep()).toBe(1);
+    expect(store.size).toBe(0);
+    expect(store.detachedCount).toBe(0);
+    expect(store.sweep()).toBe(0);
+  });
+
+  it("sweep never forgets an attached session, however old its token", () => {
+    const { store, clock } = makeStore();
+    const { session, token } = store.create("dev-1", holder("h"), []);
+    clock.t += 10 * TTL;
+    expect(store.sweep()).toBe(0);
+    expect(store.size).toBe(1);
+    // Its old token is expired, but a rotation (the next pong) revives resumability.
+    expect(store.find(token.token, "dev-1")).toBeUndefined();
+    expect(store.find(store.rotate(session).token, "dev-1")).toBe(session);
+  });
+});
+
+describe("cap on detached sessions", () => {
+  function createDetached(store: SessionStore, n: number, clock: { t: number }): { session: Session; token: string }[] {
+    const out: { session: Session; token: string }[] = [];
+    for (let i = 0; i < n; i++) {
+      const h = holder(`h${i}`);
+      const { session, token } = store.create(`dev-${i}`, h, []);
+      clock.t += 1;
+      store.detach(session, h);
+      out.push({ session, token: token.token });
+    }
+    return out;
+  }
+
+  it("maxDetached = 3: detaching 5 sessions keeps only the 3 most recently detached", () => {
+    const { store, clock } = makeStore(3);
+    const s = createDetached(store, 5, clock);
+    expect(store.detachedCount).toBe(3);
+    expect(store.size).toBe(3);
+    s.forEach((x, i) => {
+      const found = store.find(x.token, `dev-${i}`);
+      if (i < 2) expect(found, `session ${i}`).toBeUndefined();
+      else expect(found, `session ${i}`).toBe(x.session);
+    });
+  });
+
+  it("memory stays bounded: 2000 detached sessions with maxDetached = 3 leave 3", () => {
+    const { store, clock } = makeStore(3);
+    createDetached(store, 2000, clock);
+    expect(store.detachedCount).toBe(3);
+    expect(store.size).toBe(3);
+  });
+
+  it("a re-attached then re-detached session counts as recently detached", () => {
+    const { store, clock } = makeStore(3);
+    const s = createDetached(store, 3, clock);
+    const again = holder("again");
+    store.attach(s[0]!.session, again);
+    store.detach(s[0]!.session, again);
+    createDetached(store, 1, clock); // pushes out the oldest detach: s[1]
+    expect(store.find(s[0]!.token, "dev-0")).toBe(s[0]!.session);
+    expect(store.find(s[1]!.token, "dev-1")).toBeUndefined();
+    expect(store.find(s[2]!.token, "dev-2")).toBe(s[2]!.session);
+  });
+
+  it("never evicts live (attached) sessions", () => {
+    const { store, clock } = makeStore(3);
+    const live = Array.from({ length: 10 }, (_, i) => store.create(`live-${i}`, holder(`l${i}`), []));
+    createDetached(store, 50, clock);
+    expect(store.detachedCount).toBe(3);
+    expect(store.size).toBe(13);
+    live.forEach((x, i) => expect(store.find(x.token.token, `live-${i}`)).toBe(x.session));
+    for (const x of live) expect(x.session.holder).toBeDefined();
+  });
+
+  it("sweep(scan) inspects at most `scan` detached sessions per call (oldest detach first)", () => {
+    const { store, clock } = makeStore();
+    // Session "late" is detached first but its token was rotated later, so it expires last.
+    const hl = holder("late");
+    const late = store.create("dev-late", hl, []);
+    const early = Array.from({ length: 5 }, (_, i) => {
+      const h = holder(`e${i}`);
+      return { h, ...store.create(`dev-e${i}`, h, []) };
+    });
+    clock.t += 30_000;
+    store.rotate(late.session);
+    store.detach(late.session, hl);
+    for (const e of early) store.detach(e.session, e.h);
+    expect(store.detachedCount).toBe(6);
+
+    clock.t = T0 + TTL; // the 5 "early" ones have expired, "late" has not
+    expect(store.sweep(1)).toBe(0); // only "late" inspected
+    expect(store.size).toBe(6);
+    expect(store.sweep(3)).toBe(2); // "late" + 2 expired
+    expect(store.size).toBe(4);
+    expect(store.sweep(2)).toBe(1); // "late" + 1 expired
+    expect(store.sweep(0)).toBe(0);
+    expect(store.size).toBe(3);
+    expect(store.sweep(100)).toBe(2);
+    expect(store.size).toBe(1);
+    expect(store.detachedCount).toBe(1);
+    expect(store.find(store.rotate(late.session).token, "dev-late")).toBe(late.session);
+  });
+});
