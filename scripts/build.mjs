@@ -9,6 +9,7 @@ const entryPoints = {
   main: "src/main.ts",
   "workers/socket-worker": "workers/socket-worker.ts",
   "workers/handler-task": "workers/handler-task.ts",
+  "workers/coordinator": "workers/coordinator.ts",
 };
 for (const f of readdirSync(join(root, "load"))) {
   if (f.endsWith(".ts") && !f.endsWith(".d.ts")) entryPoints[`load/${f.slice(0, -3)}`] = `load/${f}`;

@@ -4,6 +4,7 @@ import type { Encoding } from "../src/protocol/codec.js";
 import type { HandlerContext } from "./handler-registry.js";
 import type { HeartbeatState } from "./heartbeat.js";
 import type { Session } from "./session-store.js";
+import type { EventBus } from "../src/shared/event-bus.js";
 
 /** PROTOCOL.md §2: the 10th bad frame within one minute closes the connection. */
 export const BAD_FRAME_LIMIT = 10;
@@ -27,6 +28,11 @@ export class Connection implements HandlerContext, HeartbeatState {
   pingSentAt = 0;
   pingScheduledAt = 0;
   unansweredSince = 0;
+  /** The worker's event bus, shared by every connection (set once at start). */
+  static bus: EventBus;
+  get bus(): EventBus {
+    return Connection.bus;
+  }
   /** Times of the recent bad frames (allocated on the first one). */
   private badFrameTimes: number[] | undefined;
 

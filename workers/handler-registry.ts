@@ -3,6 +3,7 @@
 // the piscina threads, so a method marked `blocking` runs the same code in either place.
 import { pathToFileURL } from "node:url";
 import type { ErrorBody } from "../src/protocol/errors.js";
+import type { EventBus } from "../src/shared/event-bus.js";
 
 /** What a handler sees of the connection that sent the request. */
 export interface HandlerContext {
@@ -10,6 +11,8 @@ export interface HandlerContext {
   readonly deviceId: string;
   readonly role: string;
   readonly sessionId: string;
+  /** Broadcast and send events (not available to `blocking` handlers: they throw). */
+  readonly bus: EventBus;
 }
 
 export interface MethodDefinition<P = unknown, R = unknown> {

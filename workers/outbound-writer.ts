@@ -58,6 +58,60 @@ export class OutboundWriter {
     this.writeBytes(OutKind.SEND, flags, 0, connId, packMsgpack(frame));
   }
 
+  /**
+   * One JSON event frame (prefix ‖ payload bytes ‖ suffix) for `count` connections. Split into
+   * several records when the id list would not fit one.
+   */
+  multicastJson(ids: Uint32Array, count: number, prefix: string, payload: Uint8Array, suffix: string): void {
+    const pre = Buffer.byteLength(prefix);
+    const suf = Buffer.byteLength(suffix);
+    const frameLen = pre + payload.byteLength + suf;
+    const perRecord = Math.floor((this.maxFrameBytes - frameLen) / 4);
+    if (perRecord < 1) throw new RangeError(`event frame of ${frameLen} bytes exceeds the ring's record limit`);
+    for (let start = 0; start < count; start += perRecord) {
+      const n = Math.min(perRecord, count - start);
+      const bodyLen = 4 * n + frameLen;
+      const off = this.pending.length === 0 ? this.ring.reserve(RECORD_HEADER_BYTES + bodyLen) : -1;
+      const target = off >= 0 ? this.buf : Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLen);
+      const base = off >= 0 ? off : 0;
+      this.fillMulticastIds(target, base, ids, start, n, OutFlags.DROPPABLE);
+      let p = base + RECORD_HEADER_BYTES + 4 * n;
+      p += target.write(prefix, p, pre, "utf8");
+      target.set(payload, p);
+      target.write(suffix, p + payload.byteLength, suf, "utf8");
+      if (off >= 0) this.ring.commit();
+      else this.enqueue(OutKind.MULTICAST, OutFlags.DROPPABLE, 0, n, target.subarray(RECORD_HEADER_BYTES));
+    }
+    this.framesOut += count;
+  }
+
+  /** One pre-encoded event frame for `count` connections. */
+  multicastBytes(ids: Uint32Array, count: number, frame: Uint8Array, binary: boolean): void {
+    const flags = OutFlags.DROPPABLE | (binary ? OutFlags.BINARY : 0);
+    const perRecord = Math.floor((this.maxFrameBytes - frame.byteLength) / 4);
+    if (perRecord < 1) throw new RangeError(`event frame of ${frame.byteLength} bytes exceeds the ring's record limit`);
+    for (let start = 0; start < count; start += perRecord) {
+      const n = Math.min(perRecord, count - start);
+      const bodyLen = 4 * n + frame.byteLength;
+      const off = this.pending.length === 0 ? this.ring.reserve(RECORD_HEADER_BYTES + bodyLen) : -1;
+      const target = off >= 0 ? this.buf : Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLen);
+      const base = off >= 0 ? off : 0;
+      this.fillMulticastIds(target, base, ids, start, n, flags);
+      target.set(frame, base + RECORD_HEADER_BYTES + 4 * n);
+      if (off >= 0) this.ring.commit();
+      else this.enqueue(OutKind.MULTICAST, flags, 0, n, target.subarray(RECORD_HEADER_BYTES));
+    }
+    this.framesOut += count;
+  }
+
+  private fillMulticastIds(target: Buffer, base: number, ids: Uint32Array, start: number, n: number, flags: number): void {
+    target.writeUInt8(OutKind.MULTICAST, base);
+    target.writeUInt8(flags, base + 1);
+    target.writeUInt16LE(0, base + 2);
+    target.writeUInt32LE(n, base + 4);
+    for (let i = 0; i < n; i++) target.writeUInt32LE(ids[start + i]!, base + RECORD_HEADER_BYTES + 4 * i);
+  }
+
   /** Asks the main thread to close the socket with `code`. */
   close(connId: number, code: number, reason: string): void {
     this.writeBytes(OutKind.CLOSE, 0, code, connId, Buffer.from(reason));

@@ -23,10 +23,15 @@ import { createDeviceRateLimits } from "./device-rate-limits.js";
 import { HeartbeatScheduler } from "./heartbeat.js";
 import { SessionStore } from "./session-store.js";
 import { RttHistogram } from "../src/shared/rtt-histogram.js";
+import { Buffer } from "node:buffer";
+import { EventFanout, SubscriberIndex } from "./event-fanout.js";
+import { validatePublish, EVENT_NAME_RE, type EventFilter } from "../src/protocol/publish.js";
+import type { EventBus } from "../src/shared/event-bus.js";
+import type { CoordinatorAcks, PublishItem, WorkerToCoordinator } from "../src/shared/thread-api.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
 import { loadAgentRuntime, type AgentRunEvents } from "./agent/agent-runtime.js";
 
-const data = workerData as SocketWorkerData & { control: MessagePort };
+const data = workerData as SocketWorkerData & { control: MessagePort; coordinator: MessagePort };
 const { config, shard, instanceId } = data;
 const log = createLogger(`socket-worker-${shard}`, config.logLevel);
 
@@ -39,6 +44,69 @@ registry.preHandlers.push(rateLimits.check);
 const inbound = new RingReader(data.inbound);
 const out = new OutboundWriter(data.outbound);
 const connections = new Map<number, Connection>();
+
+// ---- broadcasts: coordinator ring in, publishes and subscriber counts out ----
+const eventsIn = new RingReader(data.events);
+const eventsBuf = Buffer.from(eventsIn.bytes.buffer, eventsIn.bytes.byteOffset, eventsIn.bytes.byteLength);
+const subscribers = new SubscriberIndex();
+const fanout = new EventFanout(subscribers, out);
+const onEventRecord = (off: number): void => {
+  try {
+    fanout.onEvent(eventsBuf, off);
+  } catch (err) {
+    log.error({ err }, "event could not be fanned out");
+  }
+};
+let publishes: PublishItem[] = [];
+let nextPublishId = 1;
+const publishAcks = new Map<number, (seq: number) => void>();
+let flushQueued = false;
+
+data.coordinator.on("message", (m: CoordinatorAcks) => {
+  for (const [id, seq] of m.acks) {
+    publishAcks.get(id)?.(seq);
+    publishAcks.delete(id);
+  }
+});
+
+/** Sends subscriber-count changes, then publishes, to the coordinator: one message each per turn. */
+function flushCoordinator(): void {
+  flushQueued = false;
+  const deltas = subscribers.takeDeltas();
+  if (deltas !== undefined) data.coordinator.postMessage({ t: "subs", deltas } satisfies WorkerToCoordinator);
+  if (publishes.length > 0) {
+    data.coordinator.postMessage({ t: "publish", items: publishes } satisfies WorkerToCoordinator);
+    publishes = [];
+  }
+}
+function queueFlush(): void {
+  if (flushQueued) return;
+  flushQueued = true;
+  queueMicrotask(flushCoordinator);
+}
+
+const bus: EventBus = {
+  broadcast(event, payload, filter?: EventFilter) {
+    if (!EVENT_NAME_RE.test(event)) return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, "invalid event name"));
+    const id = nextPublishId++;
+    const item: PublishItem = { id, event, payloadJson: JSON.stringify(payload) ?? "null" };
+    if (filter?.agentId !== undefined) item.agentId = filter.agentId;
+    if (filter?.role !== undefined) item.role = filter.role;
+    publishes.push(item);
+    queueFlush();
+    return new Promise<number>((resolve) => publishAcks.set(id, resolve));
+  },
+  send(connectionId, event, payload) {
+    const dash = connectionId.lastIndexOf("-");
+    if (connectionId.slice(0, dash) !== instanceId) return false;
+    const conn = connections.get(parseInt(connectionId.slice(dash + 1), 36));
+    if (conn === undefined || !conn.open) return false;
+    out.send(conn.id, conn.encoding, { type: "event", event, payload }, true);
+    out.notify();
+    return true;
+  },
+};
+Connection.bus = bus;
 const stats: SocketWorkerStats = {
   shard,
   connections: 0,
@@ -64,6 +132,7 @@ const heartbeat = new HeartbeatScheduler<Connection>(config.heartbeatSec * 1000,
     closeConn(conn, CloseCode.HEARTBEAT_TIMEOUT);
   },
   flush() {
+    flushCoordinator();
     out.notify();
     sessions.sweep(100);
   },
@@ -84,9 +153,11 @@ async function pump(): Promise<void> {
       continue;
     }
     const n = inbound.drain(onRecord, BATCH);
+    const m = eventsIn.drain(onEventRecord, BATCH);
+    flushCoordinator(); // before the replies leave: a subscriber is counted before it hears "ok"
     out.notify();
-    if (n === BATCH) await yieldToLoop(); // let timers, comlink and pool results run
-    else await inbound.sleep();
+    if (n === BATCH || m === BATCH) await yieldToLoop(); // let timers, comlink and pool results run
+    else await Promise.race([inbound.sleep(), eventsIn.sleep()]);
   }
 }
 
@@ -217,6 +288,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
   conn.agentIds = conn.session.agentIds;
   conn.open = true;
   heartbeat.add(conn);
+  subscribers.add(conn);
   out.send(conn.id, conn.encoding, {
     type: "res",
     id: req.id,
@@ -258,6 +330,7 @@ function dropConn(conn: Connection): void {
   connections.delete(conn.id);
   if (!conn.open) return;
   heartbeat.remove(conn);
+  subscribers.remove(conn);
   if (conn.session !== undefined) sessions.detach(conn.session, conn);
 }
 
@@ -410,6 +483,7 @@ registry.registerTable({
         if (set.includes(a)) continue;
         if (set.length >= MAX_AGENT_IDS) throw new GatewayError(ErrorCode.BAD_REQUEST, `a connection may follow at most ${MAX_AGENT_IDS} agents`);
         set.push(a);
+        subscribers.follow(ctx as Connection, a);
       }
       return { agentIds: [...set] };
     },
@@ -419,17 +493,33 @@ registry.registerTable({
       const set = (ctx as Connection).agentIds;
       for (const a of readAgentIds(params)) {
         const i = set.indexOf(a);
-        if (i >= 0) set.splice(i, 1);
+        if (i >= 0) {
+          set.splice(i, 1);
+          subscribers.unfollow(ctx as Connection, a);
+        }
       }
       return { agentIds: [...set] };
     },
   },
 });
 
-/** Until the event bus is wired, a run's events are only logged (debug). */
-const runEventsFor = (): AgentRunEvents => ({
+registry.registerTable({
+  "events.publish": {
+    handler(params, ctx) {
+      if (!config.publishRoles.includes(ctx.role)) {
+        throw new GatewayError(ErrorCode.FORBIDDEN, `role "${ctx.role}" may not publish (PUBLISH_ROLES)`);
+      }
+      const p = validatePublish(params);
+      if (typeof p === "string") throw new GatewayError(ErrorCode.BAD_REQUEST, p);
+      return bus.broadcast(p.event, p.payload, p.filter).then((seq) => ({ seq }));
+    },
+  },
+});
+
+/** A run's events go to the subscribers of its agentId. */
+const runEventsFor = (run: { agentId: string }): AgentRunEvents => ({
   emit(event, payload) {
-    log.debug({ event, payload }, "agent run event");
+    void bus.broadcast(event as string, payload as unknown, { agentId: run.agentId });
   },
 });
 

@@ -14,11 +14,16 @@ import { CloseCode, CloseReason } from "../protocol/close-codes.js";
 import type { Shard, ShardPool } from "./shard-pool.js";
 import { sendJson } from "./http-response.js";
 import { GatewayMetrics } from "./metrics.js";
+import { HIGH_WATER_BYTES, OutboundQueue } from "./outbound-queue.js";
+import { validatePublish } from "../protocol/publish.js";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { SlidingWindowLimiter, formatRetryAfterSeconds } from "../shared/sliding-window-limiter.js";
 import { TrustedProxies, parsePeerAddress, rateLimitKey, resolveClientIp } from "./client-ip.js";
 
 interface ConnData {
   readonly id: number;
+  /** Events waiting for the socket to drain (created on first backpressure). */
+  queue: OutboundQueue | undefined;
   readonly encoding: Encoding;
   readonly openedAt: number;
   /** -1 until the first frame (connect) chose a shard. */
@@ -53,12 +58,26 @@ export class GatewayServer {
   private runWs: Socket | undefined;
   private runLeft = 0;
   private readonly sendRun = (): void => this.sendRecords();
+  // Single corked send (multicast recipients), reused.
+  private oneWs: Socket | undefined;
+  private oneFrame: Uint8Array | undefined;
+  private oneBinary = false;
+  private readonly sendOne = (): void => this.deliverEvent(this.oneWs!, this.oneFrame!, this.oneBinary);
+
+  /** Connections with a non-empty queue or over the bound (swept for 4009). */
+  private readonly backlogged = new Set<Socket>();
+  private slowSweep: NodeJS.Timeout | undefined;
+  eventsDelivered = 0;
+  eventsDropped = 0;
+  slowConsumerCloses = 0;
+  private readonly adminDigest: Buffer | undefined;
 
   constructor(
     private readonly config: GatewayConfig,
     private readonly pool: ShardPool,
     private readonly log: Logger,
   ) {
+    this.adminDigest = config.adminToken === undefined ? undefined : sha256(config.adminToken);
     this.connLimiter = new SlidingWindowLimiter({ ...config.rateConnPerIp });
     this.trustedProxies = new TrustedProxies(config.trustProxy);
     this.app = uWS.App();
@@ -73,6 +92,7 @@ export class GatewayServer {
       upgrade: (res, req, ctx) => this.onUpgrade(res, req, ctx),
       open: (ws) => this.onOpen(ws),
       message: (ws, msg) => this.onMessage(ws, msg),
+      drain: (ws) => this.flushQueue(ws),
       close: (ws) => this.onClose(ws),
     });
     this.app.get("/healthz", (res) => sendJson(res, 200, { status: "ok" }));
@@ -80,6 +100,7 @@ export class GatewayServer {
       const ready = !this.draining && this.listenSocket !== undefined && this.pool.allReady();
       sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : this.draining ? "draining" : "starting" });
     });
+    this.app.post("/v1/events", (res, req) => this.onPublish(res, req));
     const metrics = new GatewayMetrics(pool, this);
     this.app.get("/metrics", (res) => {
       let aborted = false;
@@ -116,6 +137,7 @@ export class GatewayServer {
         this.port = uWS.us_socket_local_port(ls);
         const every = Math.max(20, Math.min(1000, Math.floor(this.config.handshakeTimeoutMs / 10)));
         this.handshakeSweep = setInterval(() => this.sweepHandshakes(), every);
+        this.slowSweep = setInterval(() => this.sweepSlowConsumers(), Math.min(1000, this.config.slowConsumerSec * 250));
         resolve(this.port);
       });
     });
@@ -151,7 +173,7 @@ export class GatewayServer {
       );
       return;
     }
-    const data: ConnData = { id: this.allocateId(), encoding, openedAt: Date.now(), shard: -1 };
+    const data: ConnData = { id: this.allocateId(), queue: undefined, encoding, openedAt: Date.now(), shard: -1 };
     res.upgrade(data, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), ctx);
   }
 
@@ -181,6 +203,7 @@ export class GatewayServer {
     const d = ws.getUserData();
     this.sockets.delete(d.id);
     this.awaitingConnect.delete(ws);
+    this.backlogged.delete(ws);
     if (d.shard >= 0) {
       const shard = this.pool.shards[d.shard];
       if (shard?.alive) this.toShard(shard, InKind.CLOSE, 0, d.id, undefined);
@@ -300,6 +323,12 @@ export class GatewayServer {
     while (done < max) {
       const off = reader.peek();
       if (off < 0) break;
+      if (view.getUint8(off) === OutKind.MULTICAST) {
+        this.multicast(view, reader.bytes, off, reader.peekedLength);
+        reader.release();
+        done++;
+        continue;
+      }
       const connId = view.getUint32(off + 4, true);
       const ws = this.sockets.get(connId);
       if (ws === undefined || view.getUint8(off) !== OutKind.SEND) {
@@ -329,11 +358,165 @@ export class GatewayServer {
     while (this.runLeft > 0) {
       const off = reader.peek();
       if (off < 0 || view.getUint32(off + 4, true) !== this.runConnId || view.getUint8(off) !== OutKind.SEND) return;
-      const binary = (view.getUint8(off + 1) & OutFlags.BINARY) !== 0;
-      ws.send(reader.bytes.subarray(off + RECORD_HEADER_BYTES, off + reader.peekedLength), binary);
+      const flags = view.getUint8(off + 1);
+      const frame = reader.bytes.subarray(off + RECORD_HEADER_BYTES, off + reader.peekedLength);
+      if ((flags & OutFlags.DROPPABLE) !== 0) this.deliverEvent(ws, frame, (flags & OutFlags.BINARY) !== 0);
+      else ws.send(frame, (flags & OutFlags.BINARY) !== 0);
       reader.release();
       this.runLeft--;
     }
+  }
+
+  /** One event frame for many connections: each recipient goes through its backpressure check. */
+  private multicast(view: DataView, bytes: Uint8Array, off: number, len: number): void {
+    const n = view.getUint32(off + 4, true);
+    const binary = (view.getUint8(off + 1) & OutFlags.BINARY) !== 0;
+    const ids = off + RECORD_HEADER_BYTES;
+    const frame = bytes.subarray(ids + 4 * n, off + len);
+    this.oneFrame = frame;
+    this.oneBinary = binary;
+    for (let i = 0; i < n; i++) {
+      const ws = this.sockets.get(view.getUint32(ids + 4 * i, true));
+      if (ws === undefined) continue; // left meanwhile
+      this.oneWs = ws;
+      ws.cork(this.sendOne);
+    }
+    this.oneWs = undefined;
+    this.oneFrame = undefined;
+  }
+
+  /** An event for one socket: straight out, or queued behind backpressure, or dropped (counted). */
+  private deliverEvent(ws: Socket, frame: Uint8Array, binary: boolean): void {
+    const d = ws.getUserData();
+    const q = d.queue;
+    if ((q === undefined || q.length === 0) && ws.getBufferedAmount() < HIGH_WATER_BYTES) {
+      ws.send(frame, binary);
+      this.eventsDelivered++;
+      return;
+    }
+    const queue = (d.queue ??= new OutboundQueue(this.config.outboundQueueBytes));
+    if (!queue.push(frame, binary, Date.now())) {
+      this.eventsDropped++;
+      if (this.eventsDropped % 10_000 === 1) this.log.warn({ conn: d.id, dropped: this.eventsDropped }, "slow consumer: dropping events (logged once per 10000 drops)");
+    }
+    this.backlogged.add(ws);
+  }
+
+  /** uWS drain: the socket took bytes; move queued events, then report drops once caught up. */
+  private flushQueue(ws: Socket): void {
+    const d = ws.getUserData();
+    const q = d.queue;
+    if (q === undefined) return;
+    ws.cork(() => {
+      while (q.length > 0 && ws.getBufferedAmount() < HIGH_WATER_BYTES) {
+        ws.send(q.peek()!, q.peekBinary());
+        q.shift();
+        this.eventsDelivered++;
+      }
+      if (q.length === 0) {
+        if (q.dropped > 0) this.sendControlEvent(ws, d, "events.dropped", { count: q.dropped });
+        q.caughtUp();
+        this.backlogged.delete(ws);
+      }
+    });
+  }
+
+  private sendControlEvent(ws: Socket, d: ConnData, event: string, payload: unknown): void {
+    const frame = { type: "event", event, payload };
+    if (d.encoding === Encoding.JSON) ws.send(JSON.stringify(frame), false);
+    else ws.send(encodeMsgpack(frame), true);
+  }
+
+  private sweepSlowConsumers(): void {
+    const limit = Date.now() - this.config.slowConsumerSec * 1000;
+    for (const ws of this.backlogged) {
+      const q = ws.getUserData().queue;
+      if (q !== undefined && q.overSince !== 0 && q.overSince <= limit) {
+        this.slowConsumerCloses++;
+        this.log.info({ conn: ws.getUserData().id, queuedBytes: q.bytes, dropped: q.dropped }, "closing slow consumer (4009)");
+        this.backlogged.delete(ws);
+        this.close(ws, CloseCode.SLOW_CONSUMER);
+      }
+    }
+  }
+
+  get queuedBytes(): number {
+    let n = 0;
+    for (const ws of this.backlogged) n += ws.getUserData().queue?.bytes ?? 0;
+    return n;
+  }
+
+  // ---- POST /v1/events ----
+
+  private onPublish(res: HttpResponse, req: HttpRequest): void {
+    if (this.adminDigest === undefined) {
+      sendJson(res, 404, { error: "not found" });
+      return;
+    }
+    const auth = req.getHeader("authorization");
+    const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+    if (!timingSafeEqual(sha256(token), this.adminDigest)) {
+      sendJson(res, 401, { error: { code: ErrorCode.UNAUTHORIZED, message: "Authorization: Bearer <ADMIN_TOKEN> required" } }, { "WWW-Authenticate": "Bearer" });
+      return;
+    }
+    const max = this.config.maxPayloadBytes;
+    const declared = req.getHeader("content-length");
+    if (declared !== "" && Number(declared) > max) {
+      this.tooLarge(res);
+      return;
+    }
+    let aborted = false;
+    let done = false;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.onAborted(() => (aborted = true));
+    res.onData((chunk, isLast) => {
+      if (done) return;
+      size += chunk.byteLength;
+      if (size > max) {
+        done = true;
+        this.tooLarge(res); // stop reading: never buffer past the limit
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0))); // uWS reuses the chunk's memory
+      if (!isLast) return;
+      done = true;
+      this.publishBody(res, Buffer.concat(chunks), () => aborted);
+    });
+  }
+
+  private tooLarge(res: HttpResponse): void {
+    res.cork(() => {
+      res.writeStatus("413 Payload Too Large");
+      res.writeHeader("X-Content-Type-Options", "nosniff");
+      res.writeHeader("Cache-Control", "no-store");
+      res.writeHeader("Content-Type", "application/json");
+      res.end(JSON.stringify({ error: { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `body over ${this.config.maxPayloadBytes} bytes` } }), true);
+    });
+  }
+
+  private publishBody(res: HttpResponse, body: Buffer, isAborted: () => boolean): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString("utf8"));
+    } catch {
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: "body is not valid JSON" } });
+      return;
+    }
+    const p = validatePublish(parsed);
+    if (typeof p === "string") {
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: p } });
+      return;
+    }
+    this.pool.coordinator.publish(p.event, JSON.stringify(p.payload) ?? "null", p.filter.agentId, p.filter.role).then(
+      (seq) => {
+        if (!isAborted()) sendJson(res, 202, { accepted: true, seq });
+      },
+      (err: unknown) => {
+        this.log.error({ err }, "publish failed");
+        if (!isAborted()) sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "publish failed" } });
+      },
+    );
   }
 
   private applyClose(ws: Socket, view: DataView, bytes: Uint8Array, off: number, len: number): void {
@@ -375,9 +558,14 @@ export class GatewayServer {
 
   stopListening(): void {
     if (this.handshakeSweep !== undefined) clearInterval(this.handshakeSweep);
+    if (this.slowSweep !== undefined) clearInterval(this.slowSweep);
     if (this.listenSocket !== undefined) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = undefined;
   }
+}
+
+function sha256(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
 }
 
 function encodeMsgpack(v: unknown): Uint8Array {

@@ -9,6 +9,10 @@ export interface MainCounters {
   readonly connectionCount: number;
   readonly ringFullRefusals: number;
   readonly connRateRefusals: number;
+  readonly eventsDelivered: number;
+  readonly eventsDropped: number;
+  readonly slowConsumerCloses: number;
+  readonly queuedBytes: number;
 }
 
 export class GatewayMetrics {
@@ -69,6 +73,29 @@ export class GatewayMetrics {
       },
     });
     this.registerRttHistogram(pool);
+    const counter = (name: string, help: string, read: () => number | Promise<number>) =>
+      new Counter({
+        name,
+        help,
+        registers: r,
+        async collect() {
+          this.reset();
+          this.inc(await read());
+        },
+      });
+    counter("gateway_events_published_total", "Broadcasts stamped with a seq by the coordinator", async () => (await pool.coordinator.stats()).published);
+    counter("gateway_events_unmatched_total", "Broadcasts that matched no connection's shard (cost nothing further)", async () => (await pool.coordinator.stats()).unmatched);
+    counter("gateway_events_delivered_total", "Event frames handed to sockets", () => main.eventsDelivered);
+    counter("gateway_events_dropped_total", "Event frames dropped for slow consumers (reported to them as events.dropped)", () => main.eventsDropped);
+    counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
+    new Gauge({
+      name: "gateway_outbound_queue_bytes",
+      help: "Bytes of events waiting in per-connection outbound queues",
+      registers: r,
+      collect() {
+        this.set(main.queuedBytes);
+      },
+    });
     const sumOverWorkers = async (pick: (s: Awaited<ReturnType<ShardPool["stats"]>>[number]) => number) =>
       (await pool.stats()).reduce((a, s) => a + pick(s), 0);
     new Counter({

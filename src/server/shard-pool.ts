@@ -6,9 +6,10 @@ import * as Comlink from "comlink";
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
-import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
+import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
 const WORKER_URL = new URL("./workers/socket-worker.js", import.meta.url);
+const COORDINATOR_URL = new URL("./workers/coordinator.js", import.meta.url);
 const OUT_BATCH = 1024;
 
 export interface Shard {
@@ -37,6 +38,9 @@ export class ShardPool {
   restarts = 0;
   /** Called when a shard's worker died, before its replacement starts. */
   onShardDown: (index: number) => void = () => {};
+  /** The broadcast coordinator thread (started first; socket workers attach to it). */
+  coordinator!: Comlink.Remote<CoordinatorApi>;
+  private coordinatorWorker: Worker | undefined;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -46,9 +50,25 @@ export class ShardPool {
   ) {}
 
   async start(): Promise<void> {
+    await this.startCoordinator();
     const starts: Promise<void>[] = [];
     for (let i = 0; i < this.config.workers; i++) starts.push(this.spawn(i));
     await Promise.all(starts);
+  }
+
+  private async startCoordinator(): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(COORDINATOR_URL, { workerData: { config: this.config, control: port2 }, transferList: [port2], name: "coordinator" });
+    this.coordinatorWorker = worker;
+    this.coordinator = Comlink.wrap<CoordinatorApi>(port1 as unknown as Comlink.Endpoint);
+    worker.on("error", (err) => this.log.error({ err }, "broadcast coordinator crashed"));
+    worker.on("exit", (code) => {
+      if (this.stopping) return;
+      // Without the coordinator nothing is broadcast and seq cannot stay ordered: fail loudly.
+      this.log.fatal({ code }, "broadcast coordinator exited; the gateway cannot broadcast any more, exiting");
+      process.exit(1);
+    });
+    await this.coordinator.ready();
   }
 
   allReady(): boolean {
@@ -58,16 +78,21 @@ export class ShardPool {
   private spawn(index: number): Promise<void> {
     const inboundSab = createRingBuffer(this.config.inboundRingBytes);
     const outboundSab = createRingBuffer(this.config.inboundRingBytes);
+    const eventsSab = createRingBuffer(this.config.inboundRingBytes);
     const { port1, port2 } = new MessageChannel();
-    const workerData: SocketWorkerData & { control: typeof port2 } = {
+    const bus = new MessageChannel(); // worker ↔ coordinator
+    void this.coordinator.attachShard(index, eventsSab, Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]));
+    const workerData: SocketWorkerData & { control: typeof port2; coordinator: typeof bus.port1 } = {
       shard: index,
       instanceId: this.instanceId,
       config: this.config,
       inbound: inboundSab,
       outbound: outboundSab,
+      events: eventsSab,
       control: port2,
+      coordinator: bus.port1,
     };
-    const worker = new Worker(WORKER_URL, { workerData, transferList: [port2], name: `socket-worker-${index}` });
+    const worker = new Worker(WORKER_URL, { workerData, transferList: [port2, bus.port1], name: `socket-worker-${index}` });
     const shard: Shard = {
       index,
       worker,
@@ -103,6 +128,7 @@ export class ShardPool {
     port.close();
     if (this.stopping || this.shards[shard.index] !== shard) return;
     this.log.error({ shard: shard.index, code }, "socket worker exited; closing its connections with 1011 and starting a replacement");
+    void this.coordinator.detachShard(shard.index);
     this.onShardDown(shard.index);
     // Back off when a worker keeps dying right after start.
     this.crashes = Date.now() - shard.startedAt < 10_000 ? this.crashes + 1 : 0;
@@ -141,5 +167,6 @@ export class ShardPool {
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(this.shards.map((s) => s.worker.terminate()));
+    await this.coordinatorWorker?.terminate();
   }
 }

@@ -22,6 +22,8 @@ export const OutKind = {
   SEND: 1,
   /** b = close code; body = UTF-8 reason. */
   CLOSE: 2,
+  /** a = OutFlags; the connId field holds the recipient count n; body = n × u32 connIds ‖ one encoded frame. */
+  MULTICAST: 3,
 } as const;
 export type OutKind = (typeof OutKind)[keyof typeof OutKind];
 

@@ -1,5 +1,6 @@
 // Typed messages between threads: what each worker receives at start (workerData) and the
 // control-plane API it exposes over its MessagePort with comlink. No `any` crosses a thread.
+import type { MessagePort } from "node:worker_threads";
 import type { GatewayConfig } from "../config.js";
 import type { RttSnapshot } from "./rtt-histogram.js";
 
@@ -12,6 +13,8 @@ export interface SocketWorkerData {
   inbound: SharedArrayBuffer;
   /** worker → main frames and closes */
   outbound: SharedArrayBuffer;
+  /** coordinator → worker broadcast events */
+  events: SharedArrayBuffer;
 }
 
 export interface SocketWorkerStats {
@@ -45,3 +48,49 @@ export interface BlockingTask {
 export type BlockingTaskResult =
   | { ok: true; payload: unknown }
   | { ok: false; error: { code: string; message: string; retryAfterMs?: number; details?: unknown } };
+
+// ---- broadcast coordinator ----
+
+/** One broadcast handed to the coordinator; the payload is already JSON text. */
+export interface PublishItem {
+  /** Publisher's id for the ack (unique per publisher). */
+  id: number;
+  event: string;
+  payloadJson: string;
+  agentId?: string;
+  role?: string;
+}
+
+/** Subscriber-count change of a shard: scope 0 = all connected, 1 = agentId, 2 = role. */
+export type SubscriptionDelta = [scope: 0 | 1 | 2, key: string, delta: number];
+
+/** socket worker → coordinator, over their MessagePort, at most one of each per pump turn. */
+export type WorkerToCoordinator = { t: "publish"; items: PublishItem[] } | { t: "subs"; deltas: SubscriptionDelta[] };
+
+/** coordinator → socket worker: the seq stamped on each published item. */
+export interface CoordinatorAcks {
+  t: "acks";
+  acks: Array<[id: number, seq: number]>;
+}
+
+export interface CoordinatorStats {
+  published: number;
+  /** Shard deliveries (event records written into worker rings). */
+  shardDeliveries: number;
+  /** Events that matched no shard (cost nothing further). */
+  unmatched: number;
+  /** Event records a worker could not take in time (its ring and the spill bound were full). */
+  shardOverflow: number;
+  seq: number;
+}
+
+export interface CoordinatorApi {
+  ready(): Promise<true>;
+  /** A (new) socket worker for shard `index`: its event ring and its message port. */
+  attachShard(index: number, ring: SharedArrayBuffer, port: MessagePort): void;
+  /** The shard's worker died: forget its subscriber counts. */
+  detachShard(index: number): void;
+  /** Publishes from the main thread (HTTP, in-process); resolves the stamped seq. */
+  publish(event: string, payloadJson: string, agentId?: string, role?: string): number;
+  stats(): CoordinatorStats;
+}

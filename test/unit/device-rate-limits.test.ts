@@ -1,10 +1,11 @@
 // The pre-handler stage's per-device limits, with an injected clock.
+import { noBus } from "./no-bus.js";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createDeviceRateLimits } from "../../workers/device-rate-limits.js";
 import type { HandlerContext } from "../../workers/handler-registry.js";
 
-const ctx = (deviceId: string): HandlerContext => ({ connId: "c", deviceId, role: "operator", sessionId: "s" });
+const ctx = (deviceId: string): HandlerContext => ({ connId: "c", deviceId, role: "operator", sessionId: "s", bus: noBus });
 
 function setup(rpc: string, agentRun: string) {
   let t = 1_000_000;

@@ -1,4 +1,5 @@
 // Method registry: registration rules and loading handler modules (HANDLER_MODULES).
+import { noBus } from "./no-bus.js";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { HandlerRegistry, loadHandlerModules, type HandlerContext, type MethodDefinition } from "../../workers/handler-registry.js";
@@ -7,7 +8,7 @@ const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${n
 const HANDLERS = fixture("handlers.mjs");
 const NOT_A_MODULE = fixture("not-a-handler-module.mjs");
 
-const CTX: HandlerContext = { connId: "c1", deviceId: "dev-1", role: "operator", sessionId: "s1" };
+const CTX: HandlerContext = { connId: "c1", deviceId: "dev-1", role: "operator", sessionId: "s1", bus: noBus };
 /** The fixture's own method names (others may add fixtures methods; these tests do not pin the list). */
 async function fixtureMethodNames(): Promise<string[]> {
   const mod = (await import(pathToFileURL(HANDLERS).href)) as { methods: Record<string, unknown> };

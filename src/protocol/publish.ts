@@ -1,0 +1,42 @@
+// The publish body of POST /v1/events and events.publish (PROTOCOL.md §1, §6), validated once
+// where it enters; from there on the payload travels as JSON text and is never re-parsed for
+// JSON recipients.
+import { AGENT_ID_RE, ROLE_RE } from "./frames.js";
+
+export interface EventFilter {
+  agentId?: string;
+  role?: string;
+}
+
+export interface PublishRequest {
+  event: string;
+  payload: unknown;
+  filter: EventFilter;
+}
+
+export const EVENT_NAME_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Returns the normalized request, or an error message for BAD_REQUEST / 400. */
+export function validatePublish(body: unknown): PublishRequest | string {
+  if (!isPlainObject(body)) return "body must be an object {event, payload, filter?}";
+  if (typeof body.event !== "string" || !EVENT_NAME_RE.test(body.event)) return "event must be 1..128 chars of [A-Za-z0-9._:-]";
+  if (!("payload" in body)) return "payload is required (null is allowed)";
+  const filter: EventFilter = {};
+  if (body.filter !== undefined && body.filter !== null) {
+    if (!isPlainObject(body.filter)) return "filter must be an object {agentId?, role?}";
+    const { agentId, role } = body.filter;
+    if (agentId !== undefined) {
+      if (typeof agentId !== "string" || !AGENT_ID_RE.test(agentId)) return "filter.agentId must be 1..128 chars of [A-Za-z0-9._:-]";
+      filter.agentId = agentId;
+    }
+    if (role !== undefined) {
+      if (typeof role !== "string" || !ROLE_RE.test(role)) return "filter.role must be 1..64 chars of [a-z0-9._-]";
+      filter.role = role;
+    }
+  }
+  return { event: body.event, payload: body.payload, filter };
+}
