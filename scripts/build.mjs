@@ -7,6 +7,7 @@ import { join } from "node:path";
 const root = new URL("..", import.meta.url).pathname;
 const entryPoints = {
   main: "src/main.ts",
+  gateway: "src/gateway.ts",
   "workers/socket-worker": "workers/socket-worker.ts",
   "workers/handler-task": "workers/handler-task.ts",
   "workers/coordinator": "workers/coordinator.ts",

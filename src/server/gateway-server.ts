@@ -76,6 +76,7 @@ export class GatewayServer {
     private readonly config: GatewayConfig,
     private readonly pool: ShardPool,
     private readonly log: Logger,
+    private readonly instanceId: string,
   ) {
     this.adminDigest = config.adminToken === undefined ? undefined : sha256(config.adminToken);
     this.connLimiter = new SlidingWindowLimiter({ ...config.rateConnPerIp });
@@ -419,6 +420,19 @@ export class GatewayServer {
         this.backlogged.delete(ws);
       }
     });
+  }
+
+  /** In-process send (EventBus.send): one event, no seq, droppable like any event. */
+  sendEvent(connectionId: string, event: string, payload: unknown): boolean {
+    const dash = connectionId.lastIndexOf("-");
+    if (connectionId.slice(0, dash) !== this.instanceId) return false;
+    const ws = this.sockets.get(parseInt(connectionId.slice(dash + 1), 36));
+    if (ws === undefined || ws.getUserData().shard < 0) return false;
+    const frame = { type: "event", event, payload };
+    const binary = ws.getUserData().encoding === Encoding.MSGPACK;
+    const bytes = binary ? encodeMsgpack(frame) : Buffer.from(JSON.stringify(frame));
+    ws.cork(() => this.deliverEvent(ws, bytes, binary));
+    return true;
   }
 
   private sendControlEvent(ws: Socket, d: ConnData, event: string, payload: unknown): void {
