@@ -83,12 +83,20 @@ export interface FrameSink {
   onControl(opcode: number, payload: Buffer): void;
   /** Called for the next data frame whose payload is entirely inside one chunk, when `wantSample` is set. */
   onSample(payload: Buffer): void;
+  /**
+   * Optional: when present, every data frame is delivered whole (a frame split across chunks is
+   * buffered like a control frame, so use it only for small messages), unmasked, with its opcode
+   * and FIN bit; `onSample` is then not called. `payload` may alias the input chunk: copy it to
+   * keep it past the call.
+   */
+  onData?(opcode: number, payload: Buffer, fin: boolean): void;
 }
 
 /**
  * Counts complete data messages in a stream of server frames without decoding payloads.
  * Handles 7/16/64-bit lengths, frames split across chunks and many frames per chunk.
- * Control frames are delivered whole (they are at most 125 bytes of payload).
+ * Control frames are delivered whole (they are at most 125 bytes of payload); so are data frames
+ * when the sink has `onData`.
  */
 export class FrameCounter {
   /** Set to ask for the next data payload (sanity checks); cleared when delivered. */
@@ -96,8 +104,11 @@ export class FrameCounter {
   private skip = 0; // payload bytes of the current data frame still to come
   private curFin = false;
   private partial: Buffer | null = null; // an incomplete header (or control frame) carried over
+  private readonly wholeData: boolean;
 
-  constructor(private readonly sink: FrameSink) {}
+  constructor(private readonly sink: FrameSink) {
+    this.wholeData = typeof sink.onData === "function";
+  }
 
   /** Feeds one TCP chunk; returns the number of data messages (FIN frames) it completed. */
   feed(input: Buffer): number {
@@ -144,6 +155,18 @@ export class FrameCounter {
         if (masked) for (let k = 0; k < plen; k++) payload[k] = (payload[k] as number) ^ (c[maskAt + (k & 3)] as number);
         i += h + plen;
         this.sink.onControl(op, payload);
+        continue;
+      }
+      if (this.wholeData) {
+        if (len - i < h + plen) break;
+        let payload = c.subarray(i + h, i + h + plen);
+        if (masked) {
+          payload = Buffer.from(payload);
+          for (let k = 0; k < plen; k++) payload[k] = (payload[k] as number) ^ (c[maskAt + (k & 3)] as number);
+        }
+        i += h + plen;
+        if (fin) done++;
+        this.sink.onData?.(op, payload, fin);
         continue;
       }
       i += h;

@@ -151,3 +151,19 @@ export function readRss(pid: number): { rssKb: number; hwmKb: number } | null {
     null,
   );
 }
+
+/** Machine-wide CPU time from the first line of /proc/stat, in clock ticks; null when unreadable. */
+export function readMachineCpu(): { busyTicks: number; totalTicks: number } | null {
+  return readOr(
+    "/proc/stat",
+    (s) => {
+      // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
+      const f = (/^cpu\s+(.*)$/m.exec(s)?.[1] ?? "").trim().split(/\s+/).map(Number);
+      if (f.length < 8 || f.some((v) => !Number.isFinite(v))) return null;
+      const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+      const busyTicks = user + nice + system + irq + softirq + steal;
+      return { busyTicks, totalTicks: busyTicks + idle + iowait };
+    },
+    null,
+  );
+}

@@ -1,5 +1,6 @@
 // Aggregation and markdown rendering of benchmark runs.
-import type { CpuDelta } from "./proc-cpu.js";
+import os from "node:os";
+import { clockTicksPerSec, type CpuDelta } from "./proc-cpu.js";
 import type { ClientResult, LoadMode } from "./types.js";
 
 export interface RunRecord {
@@ -83,9 +84,61 @@ export function aggregate(runs: RunRecord[], servers: string[], modes: LoadMode[
   return rows;
 }
 
-const int = (n: number): string => Math.round(n).toLocaleString("en-US");
-const us = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-const ratio = (a: number, b: number | undefined): string => (b === undefined || b <= 0 ? "–" : `${(a / b).toFixed(2)}×`);
+export const int = (n: number): string => Math.round(n).toLocaleString("en-US");
+/** 3 significant-ish digits for µs figures. */
+export const us = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+/** `a / b` as "1.23×", or "–" when there is no baseline. */
+export const ratio = (a: number, b: number | undefined): string => (b === undefined || b <= 0 ? "–" : `${(a / b).toFixed(2)}×`);
+
+export interface MachineMeta {
+  date: string;
+  cpuModel: string;
+  cores: number;
+  node: string;
+  platform: string;
+  clockTicksPerSec: number;
+  loadAvgAtStart: number[];
+}
+
+export function machineMeta(at = new Date()): MachineMeta {
+  const cpus = os.cpus();
+  return {
+    date: at.toISOString(),
+    cpuModel: cpus[0]?.model ?? "unknown",
+    cores: cpus.length,
+    node: process.version,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    clockTicksPerSec: clockTicksPerSec(),
+    loadAvgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
+  };
+}
+
+/** The "- machine: …" line of a results file. */
+export function machineLine(m: MachineMeta): string {
+  return `- machine: ${m.cpuModel} × ${m.cores} cores, ${m.platform}, Node ${m.node}, CLK_TCK ${m.clockTicksPerSec}, load average at start ${m.loadAvgAtStart.join(" ")}\n`;
+}
+
+/**
+ * "X s CPU in Y s — main node[tid] m; busy threads by tid, idle ones summed; unattributed; schedstat":
+ * where a server's CPU went over a measured window.
+ */
+export function threadBreakdown(cpu: CpuDelta): string {
+  // Node 20 leaves most threads named "node", so list the busy ones individually by tid.
+  const rest = cpu.threads.slice(1);
+  const busy = rest.filter((t) => t.sec >= 0.02 || (t.schedSec ?? 0) >= 0.02);
+  const idle = rest.filter((t) => !busy.includes(t));
+  const parts = busy.map((t) => `${t.name}[${t.tid}] ${t.sec.toFixed(2)}`);
+  if (idle.length > 0) parts.push(`${idle.length} more ${idle.reduce((s, t) => s + t.sec, 0).toFixed(2)}`);
+  const others = parts.join(", ");
+  const main = cpu.threads[0];
+  const sched = cpu.schedTotalSec === null ? "" : `, schedstat total ${cpu.schedTotalSec.toFixed(3)} s`;
+  const exited = cpu.totalSec - cpu.threads.reduce((s, t) => s + t.sec, 0);
+  return (
+    `${cpu.totalSec.toFixed(2)} s CPU in ${cpu.wallSec.toFixed(2)} s` +
+    ` — main ${main?.name ?? "?"}[${main?.tid ?? "?"}] ${cpu.mainSec.toFixed(2)}; ${others || "no other threads"}` +
+    `${exited > 0.005 ? `; unattributed (tick rounding, exited threads) ${exited.toFixed(2)}` : ""}${sched}`
+  );
+}
 
 export function renderTable(rows: Row[], mode: LoadMode): string {
   const head =
@@ -115,22 +168,10 @@ export function renderThreads(runs: RunRecord[]): string {
   const out: string[] = [];
   for (const r of runs) {
     if (!r.ok || !r.cpu || !r.client) continue;
-    // Node 20 leaves most threads named "node", so list the busy ones individually by tid.
-    const rest = r.cpu.threads.slice(1);
-    const busy = rest.filter((t) => t.sec >= 0.02 || (t.schedSec ?? 0) >= 0.02);
-    const idle = rest.filter((t) => !busy.includes(t));
-    const parts = busy.map((t) => `${t.name}[${t.tid}] ${t.sec.toFixed(2)}`);
-    if (idle.length > 0) parts.push(`${idle.length} more ${idle.reduce((s, t) => s + t.sec, 0).toFixed(2)}`);
-    const others = parts.join(", ");
-    const main = r.cpu.threads[0];
-    const sched = r.cpu.schedTotalSec === null ? "" : `, schedstat total ${r.cpu.schedTotalSec.toFixed(3)} s`;
     const wake = r.cpu.runs === null ? "" : `, ${(r.cpu.runs / Math.max(1, r.client.replies)).toFixed(3)} thread wake-ups/RPC`;
     const rss = r.rss ? `, RSS ${(r.rss.rssKb / 1024).toFixed(0)} MiB (peak ${(r.rss.hwmKb / 1024).toFixed(0)})` : "";
-    const exited = r.cpu.totalSec - r.cpu.threads.reduce((s, t) => s + t.sec, 0);
     out.push(
-      `- ${r.server} ${r.mode}${r.attempt > 0 ? ` #${r.attempt + 1}` : ""}: ${r.cpu.totalSec.toFixed(2)} s CPU in ${r.cpu.wallSec.toFixed(2)} s` +
-        ` — main ${main?.name ?? "?"}[${main?.tid ?? "?"}] ${r.cpu.mainSec.toFixed(2)}; ${others || "no other threads"}` +
-        `${exited > 0.005 ? `; unattributed (tick rounding, exited threads) ${exited.toFixed(2)}` : ""}${sched}${wake}${rss}; ` +
+      `- ${r.server} ${r.mode}${r.attempt > 0 ? ` #${r.attempt + 1}` : ""}: ${threadBreakdown(r.cpu)}${wake}${rss}; ` +
         `${int(r.client.replies)} replies, client errors ${errorSummary(r.client)}`,
     );
   }
