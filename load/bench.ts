@@ -6,7 +6,6 @@
 //   node dist/load/bench.js [--duration 5] [--warmup 1] [--conns 50] [--window 32] [--rate 20000]
 //     [--only gw-w1,gw-w2,uws-raw,ws-node] [--modes closed,open] [--repeat 1]
 //     [--gateway dist/main.js] [--max-inflight 1024]
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -15,6 +14,7 @@ import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { killChildrenOnExit, startChild, stopChild } from "./lib/child.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
 import { clockTicksPerSec, diffCpu, readCpu, readRss, type CpuSnapshot } from "./lib/proc-cpu.js";
 import { aggregate, keptUp, renderTable, renderThreads, type RunRecord } from "./lib/report.js";
@@ -24,7 +24,6 @@ const HERE = dirname(fileURLToPath(import.meta.url)); // dist/load
 const ROOT = resolve(HERE, "../..");
 const HOST = "127.0.0.1";
 const WS_PATH = "/ws?encoding=json";
-const STDERR_TAIL = 8192;
 
 const flags = parseFlags(process.argv.slice(2));
 checkKnown(flags, ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "max-inflight", "help"]);
@@ -80,64 +79,7 @@ for (const m of modes) if (m !== "closed" && m !== "open") throw new Error(`--mo
 
 const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
 
-// ---- child process handling ----------------------------------------------------------------
-const live = new Set<ChildProcess>();
-function cleanupAndExit(sig: NodeJS.Signals): void {
-  for (const c of live) c.kill("SIGKILL");
-  process.exit(sig === "SIGINT" ? 130 : 143);
-}
-process.on("SIGINT", cleanupAndExit);
-process.on("SIGTERM", cleanupAndExit);
-
-interface Proc {
-  child: ChildProcess;
-  stderr: () => string;
-  /** Resolves on process exit. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves once the process exited and its stdout/stderr are fully read. */
-  closed: Promise<void>;
-  isAlive: () => boolean;
-}
-
-/** Spawns a child; keeps the tail of its stderr (and of its stdout unless the caller reads it). */
-function start(cmd: string, args: string[], env: Record<string, string>, readStdout = false): Proc {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  live.add(child);
-  let err = "";
-  const keep = (d: Buffer): void => {
-    err = (err + d.toString("utf8")).slice(-STDERR_TAIL);
-  };
-  child.stderr?.on("data", keep);
-  // always drain stdout: a server logging to a full, unread pipe would block
-  if (!readStdout) child.stdout?.on("data", keep);
-  let alive = true;
-  const closed = new Promise<void>((res) => {
-    child.on("close", () => res());
-    child.on("error", () => res());
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-    child.on("error", (e) => {
-      err += `\nspawn error: ${e.message}`;
-      alive = false;
-      live.delete(child);
-      res({ code: -1, signal: null });
-    });
-    child.on("exit", (code, signal) => {
-      alive = false;
-      live.delete(child);
-      res({ code, signal });
-    });
-  });
-  return { child, stderr: () => err, exited, closed, isAlive: () => alive };
-}
-
-async function stop(p: Proc): Promise<void> {
-  if (!p.isAlive()) return;
-  p.child.kill("SIGTERM");
-  const t = setTimeout(() => p.child.kill("SIGKILL"), 3000);
-  await p.exited;
-  clearTimeout(t);
-}
+killChildrenOnExit();
 
 // ---- one measured run ----------------------------------------------------------------------
 async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promise<RunRecord> {
@@ -149,8 +91,8 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
   }
   const port = await freePort(HOST);
   rec.port = port;
-  const server = start(process.execPath, [spec.script], { ...spec.env, PORT: String(port) });
-  const pid = server.child.pid ?? -1;
+  const server = startChild(process.execPath, [spec.script], { ...spec.env, PORT: String(port) });
+  const pid = server.pid;
   try {
     const probe =
       spec.ready === "readyz"
@@ -160,7 +102,7 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
     if (!up) {
       rec.error = server.isAlive() ? "not ready within 30 s" : `exited during start-up (${JSON.stringify(await server.exited)})`;
       rec.startFailed = true;
-      rec.serverStderr = server.stderr();
+      rec.serverStderr = server.output();
       return rec;
     }
 
@@ -171,7 +113,7 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
       "--duration", String(opts.duration), "--warmup", String(opts.warmup),
       "--rate", String(opts.rate), "--max-inflight", String(opts.maxInflight),
     ];
-    const client = start(process.execPath, clientArgs, {}, true);
+    const client = startChild(process.execPath, clientArgs, {}, { readStdout: true });
     let snap0: CpuSnapshot | null = null;
     let snap1: CpuSnapshot | null = null;
     let result: ClientResult | null = null;
@@ -199,23 +141,23 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
     if (res) rec.client = res;
     if (!server.isAlive()) {
       rec.error = `server exited during the run (${JSON.stringify(await server.exited)})`;
-      rec.serverStderr = server.stderr();
+      rec.serverStderr = server.output();
       return rec;
     }
     if (!res) {
-      rec.error = `client produced no result (exit ${JSON.stringify(exit)}): ${client.stderr().slice(-2000)}`;
+      rec.error = `client produced no result (exit ${JSON.stringify(exit)}): ${client.output().slice(-2000)}`;
       return rec;
     }
     if (!res.ok) {
       rec.error = `client: ${res.error ?? "failed"}${res.samples.bad ? ` — ${res.samples.bad}` : ""}${res.samples.refused ? ` — ${res.samples.refused.split("\r\n")[0]}` : ""}`;
-      rec.serverStderr = server.stderr();
+      rec.serverStderr = server.output();
       return rec;
     }
     const s0 = snap0 as CpuSnapshot | null;
     const s1 = snap1 as CpuSnapshot | null;
     if (!s0 || !s1 || res.replies === 0) {
       rec.error = res.replies === 0 ? "no replies in the measured window" : "could not read server CPU from /proc";
-      rec.serverStderr = server.stderr();
+      rec.serverStderr = server.output();
       return rec;
     }
     const cpu = diffCpu(pid, s0, s1);
@@ -244,7 +186,7 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
     );
     return rec;
   } finally {
-    await stop(server);
+    await stopChild(server);
   }
 }
 
