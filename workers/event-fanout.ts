@@ -25,11 +25,12 @@ export class SubscriberIndex {
   }
 
   remove(conn: Connection): void {
-    if (!this.all.delete(conn)) return;
+    if (!this.all.has(conn)) return;
+    for (const a of conn.agentIds) this.unfollow(conn, a); // while still a member
+    this.all.delete(conn);
     this.deltas.push([0, "", -1]);
     removeFrom(this.byRole, conn.role, conn);
     this.deltas.push([2, conn.role, -1]);
-    for (const a of conn.agentIds) this.unfollow(conn, a);
   }
 
   follow(conn: Connection, agentId: string): void {

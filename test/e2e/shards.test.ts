@@ -50,6 +50,14 @@ describe("handler modules and the piscina pool", () => {
       // A reply larger than a ring record is refused cleanly, and the worker lives on.
       expect(await c.request("fixture.huge", {}, 5)).toMatchObject({ ok: false, error: { code: "INTERNAL" } });
       expect((await c.request("echo", "alive", 6)).payload).toBe("alive");
+      // Handlers broadcast through ctx.bus (typed EventBus); the event reaches matching connections.
+      const seq = ((await c.request("fixture.announce", { n: 1 }, 7)).payload as { seq: number }).seq;
+      expect(await c.next((f) => f.type === "event" && f.event === "fixture.announced")).toEqual({
+        type: "event",
+        event: "fixture.announced",
+        payload: { by: "dev-h", params: { n: 1 } },
+        seq,
+      });
       expect(gw.output()).toContain("handler failed");
       c.close();
     });
