@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Metric } from "prom-client";
 import type { ShardPool } from "./shard-pool.js";
+import type { CoordinatorStats } from "../shared/thread-api.js";
 import { RTT_BUCKETS_SEC } from "../shared/rtt-histogram.js";
 
 export interface MainCounters {
@@ -18,7 +19,18 @@ export interface MainCounters {
 export class GatewayMetrics {
   readonly registry = new Registry();
 
-  constructor(pool: ShardPool, main: MainCounters) {
+  /** One control-plane round per scrape: every collector of a scrape shares these. */
+  private workerStats: ReturnType<ShardPool["stats"]> | undefined;
+  private coordinatorStats: Promise<CoordinatorStats> | undefined;
+
+  constructor(realPool: ShardPool, main: MainCounters) {
+    const pool = {
+      stats: () => (this.workerStats ??= realPool.stats()),
+      coordinator: { stats: () => (this.coordinatorStats ??= Promise.resolve(realPool.coordinator.stats())) },
+      get restarts() {
+        return realPool.restarts;
+      },
+    };
     collectDefaultMetrics({ register: this.registry, prefix: "gateway_process_" });
     const r = [this.registry];
     const perWorker = (name: string, help: string, key: "connections" | "framesIn" | "framesOut" | "rpcs" | "badFrames") =>
@@ -148,7 +160,7 @@ export class GatewayMetrics {
   }
 
   /** Sums the workers' RTT histograms into one Prometheus histogram at scrape time. */
-  private registerRttHistogram(pool: ShardPool): void {
+  private registerRttHistogram(pool: Pick<ShardPool, "stats">): void {
     const name = "gateway_heartbeat_rtt_seconds";
     const help = "Heartbeat round trip: ping sent → valid pong received (socket worker clock)";
     const metric = {
@@ -186,6 +198,11 @@ export class GatewayMetrics {
   }
 
   async render(): Promise<string> {
-    return this.registry.metrics();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.workerStats = undefined;
+      this.coordinatorStats = undefined;
+    }
   }
 }
