@@ -8,7 +8,6 @@
 //     [--gateway dist/main.js] [--max-inflight 1024]
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -16,8 +15,8 @@ import { fileURLToPath } from "node:url";
 import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { killChildrenOnExit, startChild, stopChild } from "./lib/child.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
-import { clockTicksPerSec, diffCpu, readCpu, readRss, type CpuSnapshot } from "./lib/proc-cpu.js";
-import { aggregate, keptUp, renderTable, renderThreads, type RunRecord } from "./lib/report.js";
+import { diffCpu, readCpu, readRss, type CpuSnapshot } from "./lib/proc-cpu.js";
+import { aggregate, keptUp, machineMeta, renderTable, renderThreads, type RunRecord } from "./lib/report.js";
 import type { ClientLine, ClientResult, LoadMode } from "./lib/types.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/load
@@ -191,18 +190,7 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
 }
 
 // ---- main ------------------------------------------------------------------------------------
-const startedAt = new Date();
-const cpus = os.cpus();
-const meta = {
-  date: startedAt.toISOString(),
-  cpuModel: cpus[0]?.model ?? "unknown",
-  cores: cpus.length,
-  node: process.version,
-  platform: `${os.type()} ${os.release()} ${os.arch()}`,
-  clockTicksPerSec: clockTicksPerSec(),
-  loadAvgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
-  options: { ...opts, modes, servers: servers.map((s) => s.name) },
-};
+const meta = { ...machineMeta(), options: { ...opts, modes, servers: servers.map((s) => s.name) } };
 if (process.platform !== "linux") log("warning: server CPU is read from /proc — this only works on Linux");
 if ((meta.loadAvgAtStart[0] ?? 0) > 0.3 * meta.cores) {
   log(`warning: load average ${meta.loadAvgAtStart.join(" ")} on ${meta.cores} cores — the machine is busy; figures will be noisy`);

@@ -300,21 +300,15 @@ function parseHandlerModules(value: string, cwd: string): string[] {
   const expected = `comma-separated paths of existing module files, absolute or relative to the working directory (${cwd})`;
   const out: string[] = [];
   for (const item of splitList("HANDLER_MODULES", value, expected)) {
-    const abs = isAbsolute(item) ? resolve(item) : resolve(cwd, item);
-    let isFile = false;
-    try {
-      isFile = statSync(abs).isFile();
-    } catch {
-      isFile = false;
-    }
-    if (!isFile) throw invalid("HANDLER_MODULES", item, `${expected}; ${abs} is not a file`);
+    const abs = parseModuleFile("HANDLER_MODULES", item, cwd, expected);
     if (out.includes(abs)) throw invalid("HANDLER_MODULES", item, `${expected}; listed twice`);
     out.push(abs);
   }
   return out;
 }
 
-function parseModuleFile(variable: string, value: string, cwd: string): string {
+/** An existing module file, as an absolute path. */
+function parseModuleFile(variable: string, value: string, cwd: string, expected = `the path of an existing module file, absolute or relative to ${cwd}`): string {
   const abs = isAbsolute(value) ? resolve(value) : resolve(cwd, value);
   let isFile = false;
   try {
@@ -322,7 +316,7 @@ function parseModuleFile(variable: string, value: string, cwd: string): string {
   } catch {
     isFile = false;
   }
-  if (!isFile) throw invalid(variable, value, `the path of an existing module file, absolute or relative to ${cwd}; ${abs} is not a file`);
+  if (!isFile) throw invalid(variable, value, `${expected}; ${abs} is not a file`);
   return abs;
 }
 

@@ -2,13 +2,14 @@
 // inbound ring, runs decode → validate → pre-handler checks → handler → encode, and writes
 // replies into its outbound ring. Control plane (ready, stats, drain) over comlink.
 import { workerData, type MessagePort } from "node:worker_threads";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import * as Comlink from "comlink";
 import { Piscina } from "piscina";
 import { RingReader } from "../src/shared/ring-buffer.js";
 import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
 import { createLogger } from "../src/shared/logger.js";
+import { SecretToken } from "../src/shared/secret-token.js";
+import { formatConnId, parseConnId } from "../src/shared/conn-id.js";
 import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
 import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
 import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
@@ -97,9 +98,8 @@ const bus: EventBus = {
     return new Promise<number>((resolve) => publishAcks.set(id, resolve));
   },
   send(connectionId, event, payload) {
-    const dash = connectionId.lastIndexOf("-");
-    if (connectionId.slice(0, dash) !== instanceId) return false;
-    const conn = connections.get(parseInt(connectionId.slice(dash + 1), 36));
+    const n = parseConnId(instanceId, connectionId);
+    const conn = n === undefined ? undefined : connections.get(n);
     if (conn === undefined || !conn.open) return false;
     out.send(conn.id, conn.encoding, { type: "event", event, payload }, true);
     out.notify();
@@ -107,18 +107,8 @@ const bus: EventBus = {
   },
 };
 Connection.bus = bus;
-const stats: SocketWorkerStats = {
-  shard,
-  connections: 0,
-  framesIn: 0,
-  framesOut: 0,
-  rpcs: 0,
-  badFrames: 0,
-  blockingInFlight: 0,
-  rateLimited: rateLimits.refusals,
-  heartbeat: { timeouts: 0, rotations: 0, invalidPongs: 0, rtt: { buckets: [], sum: 0, count: 0 } },
-  sessions: { live: 0, detached: 0 },
-};
+/** Counted here; everything else in SocketWorkerStats is read from its owner in stats(). */
+const counts = { framesIn: 0, rpcs: 0, badFrames: 0, blockingInFlight: 0 };
 const rtt = new RttHistogram();
 let invalidPongs = 0;
 
@@ -166,10 +156,10 @@ function onRecord(off: number, len: number): void {
   const kind = view.getUint8(off);
   const id = view.getUint32(off + 4, true);
   const body = inbound.bytes.subarray(off + RECORD_HEADER_BYTES, off + len);
-  stats.framesIn++;
+  counts.framesIn++;
   switch (kind) {
     case InKind.OPEN: {
-      const conn = new Connection(id, `${instanceId}-${id.toString(36)}`, view.getUint8(off + 1) as Encoding);
+      const conn = new Connection(id, formatConnId(instanceId, id), view.getUint8(off + 1) as Encoding);
       connections.set(id, conn);
       onFrame(conn, body);
       return;
@@ -221,7 +211,7 @@ function onFrame(conn: Connection, body: Uint8Array): void {
 }
 
 function badFrame(conn: Connection, id: RequestId | null, message: string): void {
-  stats.badFrames++;
+  counts.badFrames++;
   log.debug({ connId: conn.connId, message }, "bad frame");
   if (!conn.open) {
     // Before connect every frame must be a valid connect (the main thread already checked
@@ -234,18 +224,7 @@ function badFrame(conn: Connection, id: RequestId | null, message: string): void
   if (conn.countBadFrame(Date.now())) closeConn(conn, CloseCode.POLICY_VIOLATION);
 }
 
-const gatewayTokenDigest = config.gatewayToken === undefined ? undefined : sha256(config.gatewayToken);
-
-function sha256(s: string): Buffer {
-  return createHash("sha256").update(s).digest();
-}
-
-/** Constant time whatever the lengths: compares digests, never the strings. */
-function tokenMatches(token: string | undefined): boolean {
-  if (gatewayTokenDigest === undefined) return true;
-  if (token === undefined) return false;
-  return timingSafeEqual(sha256(token), gatewayTokenDigest);
-}
+const gatewayToken = config.gatewayToken === undefined ? undefined : new SecretToken(config.gatewayToken);
 
 function handleConnect(conn: Connection, req: ReqFrame): void {
   const p = validateConnectParams(req.params);
@@ -254,7 +233,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
     closeConn(conn, CloseCode.HANDSHAKE);
     return;
   }
-  if (!tokenMatches(p.token)) {
+  if (gatewayToken !== undefined && !gatewayToken.matches(p.token)) {
     log.debug({ connId: conn.connId, deviceId: p.deviceId }, "connect refused: bad gateway token");
     replyError(conn, req.id, { code: ErrorCode.UNAUTHORIZED, message: "auth.token does not match" });
     closeConn(conn, CloseCode.UNAUTHORIZED);
@@ -335,7 +314,7 @@ function dropConn(conn: Connection): void {
 }
 
 function dispatch(conn: Connection, req: ReqFrame): void {
-  stats.rpcs++;
+  counts.rpcs++;
   // Pre-handler checks first: every request after connect counts, known method or not.
   for (const check of registry.preHandlers) {
     const refusal = check(req.method, conn);
@@ -349,29 +328,22 @@ function dispatch(conn: Connection, req: ReqFrame): void {
     replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
     return;
   }
-  if (def.blocking === true) {
-    runBlocking(conn, req);
-    return;
-  }
   let result: unknown;
   try {
-    result = def.handler(req.params, conn);
+    result = def.blocking === true ? runBlocking(conn, req) : def.handler(req.params, conn);
   } catch (e) {
     replyThrown(conn, req, e);
     return;
   }
   if (result instanceof Promise) {
-    inFlight++;
-    result.then(
-      (payload: unknown) => settle(conn, req.id, payload),
-      (e: unknown) => settleThrown(conn, req, e),
-    );
+    replyLater(conn, req, result);
     return;
   }
   replyOk(conn, req.id, result);
 }
 
-function runBlocking(conn: Connection, req: ReqFrame): void {
+/** Runs a `blocking` handler in the piscina pool; its contract errors come back as GatewayErrors. */
+function runBlocking(conn: Connection, req: ReqFrame): Promise<unknown> {
   pool ??= new Piscina({
     filename: new URL("./handler-task.js", import.meta.url).href,
     workerData: { handlerModules: config.handlerModules, testHooks: config.testHooks },
@@ -384,36 +356,31 @@ function runBlocking(conn: Connection, req: ReqFrame): void {
     params: req.params,
     ctx: { connId: conn.connId, deviceId: conn.deviceId, role: conn.role, sessionId: conn.sessionId },
   };
-  inFlight++;
-  stats.blockingInFlight++;
-  (pool.run(task) as Promise<BlockingTaskResult>).then(
-    (r) => {
-      stats.blockingInFlight--;
-      if (r.ok) settle(conn, req.id, r.payload);
-      else settleError(conn, req.id, r.error as ErrorBody);
-    },
-    (e: unknown) => {
-      stats.blockingInFlight--;
-      settleThrown(conn, req, e);
-    },
-  );
+  counts.blockingInFlight++;
+  return (pool.run(task) as Promise<BlockingTaskResult>)
+    .finally(() => counts.blockingInFlight--)
+    .then((r) => {
+      if (r.ok) return r.payload;
+      const { code, message, retryAfterMs, details } = r.error;
+      throw new GatewayError(code as ErrorCode, message, { retryAfterMs, details });
+    });
 }
 
-// Async completions: the connection may have gone meanwhile; answer only if it is still ours.
-function settle(conn: Connection, id: RequestId, payload: unknown): void {
-  inFlight--;
-  if (connections.get(conn.id) === conn) replyOk(conn, id, payload);
-  out.notify();
-}
-function settleError(conn: Connection, id: RequestId, error: ErrorBody): void {
-  inFlight--;
-  if (connections.get(conn.id) === conn) replyError(conn, id, error);
-  out.notify();
-}
-function settleThrown(conn: Connection, req: ReqFrame, e: unknown): void {
-  inFlight--;
-  if (connections.get(conn.id) === conn) replyThrown(conn, req, e);
-  out.notify();
+/** Async completion: the connection may have gone meanwhile; answer only if it is still ours. */
+function replyLater(conn: Connection, req: ReqFrame, pending: Promise<unknown>): void {
+  inFlight++;
+  pending.then(
+    (payload: unknown) => {
+      inFlight--;
+      if (connections.get(conn.id) === conn) replyOk(conn, req.id, payload);
+      out.notify();
+    },
+    (e: unknown) => {
+      inFlight--;
+      if (connections.get(conn.id) === conn) replyThrown(conn, req, e);
+      out.notify();
+    },
+  );
 }
 
 function replyOk(conn: Connection, id: RequestId, payload: unknown): void {
@@ -450,9 +417,10 @@ const api: SocketWorkerApi = {
   async ready() {
     return true;
   },
-  stats() {
+  stats(): SocketWorkerStats {
     return {
-      ...stats,
+      shard,
+      ...counts,
       connections: connections.size,
       framesOut: out.framesOut,
       rateLimited: { ...rateLimits.refusals },

@@ -28,6 +28,12 @@ export function packMsgpack(value: unknown): Uint8Array {
   return packr.pack(value);
 }
 
+/** Encodes a frame for a connection, as an owned copy (for the rare frames the main thread writes itself). */
+export function encodeFrame(value: unknown, encoding: Encoding): Uint8Array {
+  if (encoding === Encoding.JSON) return Buffer.from(JSON.stringify(value));
+  return Uint8Array.prototype.slice.call(packr.pack(value));
+}
+
 /** Decodes a value's bytes the way a client would (tests, SDK). */
 export function unpackMsgpack(bytes: Uint8Array): unknown {
   return unpackr.unpack(bytes);

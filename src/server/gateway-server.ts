@@ -7,16 +7,17 @@ import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { shardOf } from "../shared/hash.js";
 import { InKind, OutFlags, OutKind, RECORD_HEADER_BYTES, writeHeader } from "../shared/records.js";
-import { decodeFrame, Encoding, packMsgpack, parseEncoding } from "../protocol/codec.js";
+import { decodeFrame, Encoding, encodeFrame, parseEncoding } from "../protocol/codec.js";
 import { isRequestId, readConnectDeviceId, type RequestId } from "../protocol/frames.js";
 import { ErrorCode } from "../protocol/errors.js";
 import { CloseCode, CloseReason } from "../protocol/close-codes.js";
 import type { Shard, ShardPool } from "./shard-pool.js";
-import { sendJson } from "./http-response.js";
+import { sendBody, sendJson } from "./http-response.js";
 import { GatewayMetrics } from "./metrics.js";
 import { HIGH_WATER_BYTES, OutboundQueue } from "./outbound-queue.js";
 import { validatePublish } from "../protocol/publish.js";
-import { createHash, timingSafeEqual } from "node:crypto";
+import { SecretToken } from "../shared/secret-token.js";
+import { parseConnId } from "../shared/conn-id.js";
 import { SlidingWindowLimiter, formatRetryAfterSeconds } from "../shared/sliding-window-limiter.js";
 import { TrustedProxies, parsePeerAddress, rateLimitKey, resolveClientIp } from "./client-ip.js";
 
@@ -70,7 +71,7 @@ export class GatewayServer {
   eventsDelivered = 0;
   eventsDropped = 0;
   slowConsumerCloses = 0;
-  private readonly adminDigest: Buffer | undefined;
+  private readonly adminToken: SecretToken | undefined;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -78,7 +79,7 @@ export class GatewayServer {
     private readonly log: Logger,
     private readonly instanceId: string,
   ) {
-    this.adminDigest = config.adminToken === undefined ? undefined : sha256(config.adminToken);
+    this.adminToken = config.adminToken === undefined ? undefined : new SecretToken(config.adminToken);
     this.connLimiter = new SlidingWindowLimiter({ ...config.rateConnPerIp });
     this.trustedProxies = new TrustedProxies(config.trustProxy);
     this.app = uWS.App();
@@ -108,14 +109,7 @@ export class GatewayServer {
       res.onAborted(() => (aborted = true));
       metrics.render().then(
         (text) => {
-          if (aborted) return;
-          res.cork(() => {
-            res.writeStatus("200 OK");
-            res.writeHeader("X-Content-Type-Options", "nosniff");
-            res.writeHeader("Cache-Control", "no-store");
-            res.writeHeader("Content-Type", metrics.registry.contentType);
-            res.end(text);
-          });
+          if (!aborted) sendBody(res, 200, metrics.registry.contentType, text);
         },
         (err: unknown) => {
           this.log.error({ err }, "metrics collection failed");
@@ -305,9 +299,12 @@ export class GatewayServer {
 
   private replyError(ws: Socket, d: ConnData, id: RequestId | null, code: ErrorCode, message: string, retryAfterMs?: number): void {
     const error = retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs };
-    const frame = { type: "res", id, ok: false, error };
-    if (d.encoding === Encoding.JSON) ws.send(JSON.stringify(frame), false);
-    else ws.send(encodeMsgpack(frame), true);
+    this.sendFrame(ws, d, { type: "res", id, ok: false, error });
+  }
+
+  /** A frame the main thread writes itself (handshake refusals, events.dropped): never dropped. */
+  private sendFrame(ws: Socket, d: ConnData, frame: unknown): void {
+    ws.send(encodeFrame(frame, d.encoding), d.encoding === Encoding.MSGPACK);
   }
 
   // ---- outbound: ring → socket ----
@@ -415,7 +412,7 @@ export class GatewayServer {
         this.eventsDelivered++;
       }
       if (q.length === 0) {
-        if (q.dropped > 0) this.sendControlEvent(ws, d, "events.dropped", { count: q.dropped });
+        if (q.dropped > 0) this.sendFrame(ws, d, { type: "event", event: "events.dropped", payload: { count: q.dropped } });
         q.caughtUp();
         this.backlogged.delete(ws);
       }
@@ -424,21 +421,13 @@ export class GatewayServer {
 
   /** In-process send (EventBus.send): one event, no seq, droppable like any event. */
   sendEvent(connectionId: string, event: string, payload: unknown): boolean {
-    const dash = connectionId.lastIndexOf("-");
-    if (connectionId.slice(0, dash) !== this.instanceId) return false;
-    const ws = this.sockets.get(parseInt(connectionId.slice(dash + 1), 36));
+    const n = parseConnId(this.instanceId, connectionId);
+    const ws = n === undefined ? undefined : this.sockets.get(n);
     if (ws === undefined || ws.getUserData().shard < 0) return false;
-    const frame = { type: "event", event, payload };
-    const binary = ws.getUserData().encoding === Encoding.MSGPACK;
-    const bytes = binary ? encodeMsgpack(frame) : Buffer.from(JSON.stringify(frame));
-    ws.cork(() => this.deliverEvent(ws, bytes, binary));
+    const encoding = ws.getUserData().encoding;
+    const bytes = encodeFrame({ type: "event", event, payload }, encoding);
+    ws.cork(() => this.deliverEvent(ws, bytes, encoding === Encoding.MSGPACK));
     return true;
-  }
-
-  private sendControlEvent(ws: Socket, d: ConnData, event: string, payload: unknown): void {
-    const frame = { type: "event", event, payload };
-    if (d.encoding === Encoding.JSON) ws.send(JSON.stringify(frame), false);
-    else ws.send(encodeMsgpack(frame), true);
   }
 
   private sweepSlowConsumers(): void {
@@ -463,13 +452,13 @@ export class GatewayServer {
   // ---- POST /v1/events ----
 
   private onPublish(res: HttpResponse, req: HttpRequest): void {
-    if (this.adminDigest === undefined) {
+    if (this.adminToken === undefined) {
       sendJson(res, 404, { error: "not found" });
       return;
     }
     const auth = req.getHeader("authorization");
     const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
-    if (!timingSafeEqual(sha256(token), this.adminDigest)) {
+    if (!this.adminToken.matches(token)) {
       sendJson(res, 401, { error: { code: ErrorCode.UNAUTHORIZED, message: "Authorization: Bearer <ADMIN_TOKEN> required" } }, { "WWW-Authenticate": "Bearer" });
       return;
     }
@@ -500,13 +489,8 @@ export class GatewayServer {
   }
 
   private tooLarge(res: HttpResponse): void {
-    res.cork(() => {
-      res.writeStatus("413 Payload Too Large");
-      res.writeHeader("X-Content-Type-Options", "nosniff");
-      res.writeHeader("Cache-Control", "no-store");
-      res.writeHeader("Content-Type", "application/json");
-      res.end(JSON.stringify({ error: { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `body over ${this.config.maxPayloadBytes} bytes` } }), true);
-    });
+    const error = { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `body over ${this.config.maxPayloadBytes} bytes` };
+    sendJson(res, 413, { error }, undefined, true); // close: the rest of the body is never read
   }
 
   private publishBody(res: HttpResponse, body: Buffer, isAborted: () => boolean): void {
@@ -578,10 +562,3 @@ export class GatewayServer {
   }
 }
 
-function sha256(s: string): Buffer {
-  return createHash("sha256").update(s).digest();
-}
-
-function encodeMsgpack(v: unknown): Uint8Array {
-  return Uint8Array.prototype.slice.call(packMsgpack(v));
-}

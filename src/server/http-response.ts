@@ -16,13 +16,18 @@ export const STATUS: Record<number, string> = {
   503: "503 Service Unavailable",
 };
 
-export function sendJson(res: HttpResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+/** Writes a whole response with the headers every answer carries; `close` ends the HTTP connection too. */
+export function sendBody(res: HttpResponse, status: number, contentType: string, body: string, headers?: Record<string, string>, close = false): void {
   res.cork(() => {
     res.writeStatus(STATUS[status] ?? `${status}`);
     res.writeHeader("X-Content-Type-Options", "nosniff");
     res.writeHeader("Cache-Control", "no-store");
-    res.writeHeader("Content-Type", "application/json");
+    res.writeHeader("Content-Type", contentType);
     if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
-    res.end(JSON.stringify(body));
+    res.end(body, close);
   });
+}
+
+export function sendJson(res: HttpResponse, status: number, body: unknown, headers?: Record<string, string>, close = false): void {
+  sendBody(res, status, "application/json", JSON.stringify(body), headers, close);
 }

@@ -1,5 +1,5 @@
-// Prometheus exposition on the main thread (prom-client). Worker counters are pulled over the
-// comlink control plane at scrape time — one call per worker per scrape, never per frame.
+// Prometheus exposition on the main thread (prom-client). Worker and coordinator counters are
+// pulled over the comlink control plane at scrape time — one round per scrape, never per frame.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Metric } from "prom-client";
 import type { ShardPool } from "./shard-pool.js";
@@ -33,6 +33,28 @@ export class GatewayMetrics {
     };
     collectDefaultMetrics({ register: this.registry, prefix: "gateway_process_" });
     const r = [this.registry];
+    type Stats = Awaited<ReturnType<ShardPool["stats"]>>[number];
+    const sumWorkers = async (pick: (s: Stats) => number) => (await pool.stats()).reduce((a, s) => a + pick(s), 0);
+    // Counters mirror totals kept elsewhere (threads, main): each scrape sets them to the total.
+    const counter = (name: string, help: string, read: () => number | Promise<number>) =>
+      new Counter({
+        name,
+        help,
+        registers: r,
+        async collect() {
+          this.reset();
+          this.inc(await read());
+        },
+      });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: r,
+        collect() {
+          this.set(read());
+        },
+      });
     const perWorker = (name: string, help: string, key: "connections" | "framesIn" | "framesOut" | "rpcs" | "badFrames") =>
       new Gauge({
         name,
@@ -44,28 +66,14 @@ export class GatewayMetrics {
           for (const s of await pool.stats()) this.set({ worker: String(s.shard) }, s[key]);
         },
       });
+
     perWorker("gateway_worker_connections", "Connected (post-connect) WebSocket connections per socket worker", "connections");
     perWorker("gateway_worker_frames_in_total", "Inbound ring records handled per socket worker (counter semantics; resets when a worker restarts)", "framesIn");
     perWorker("gateway_worker_frames_out_total", "Frames written to the outbound ring per socket worker (counter semantics; resets when a worker restarts)", "framesOut");
     perWorker("gateway_worker_rpcs_total", "Requests dispatched after connect per socket worker", "rpcs");
     perWorker("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker", "badFrames");
-    new Gauge({
-      name: "gateway_open_sockets",
-      help: "WebSocket connections open on the main thread (including those still before connect)",
-      registers: r,
-      collect() {
-        this.set(main.connectionCount);
-      },
-    });
-    new Counter({
-      name: "gateway_inbound_ring_full_total",
-      help: "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full",
-      registers: r,
-      collect() {
-        this.reset();
-        this.inc(main.ringFullRefusals);
-      },
-    });
+    gauge("gateway_open_sockets", "WebSocket connections open on the main thread (including those still before connect)", () => main.connectionCount);
+    counter("gateway_inbound_ring_full_total", "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full", () => main.ringFullRefusals);
     new Counter({
       name: "gateway_rate_limited_total",
       help: "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)",
@@ -73,90 +81,32 @@ export class GatewayMetrics {
       registers: r,
       async collect() {
         this.reset();
-        let rpc = 0;
-        let agentRun = 0;
-        for (const s of await pool.stats()) {
-          rpc += s.rateLimited.rpc;
-          agentRun += s.rateLimited.agentRun;
-        }
         this.inc({ limit: "connection" }, main.connRateRefusals);
-        this.inc({ limit: "rpc" }, rpc);
-        this.inc({ limit: "agentRun" }, agentRun);
+        this.inc({ limit: "rpc" }, await sumWorkers((s) => s.rateLimited.rpc));
+        this.inc({ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun));
       },
     });
     this.registerRttHistogram(pool);
-    const counter = (name: string, help: string, read: () => number | Promise<number>) =>
-      new Counter({
-        name,
-        help,
-        registers: r,
-        async collect() {
-          this.reset();
-          this.inc(await read());
-        },
-      });
-    counter("gateway_events_published_total", "Broadcasts stamped with a seq by the coordinator", async () => (await pool.coordinator.stats()).published);
-    counter("gateway_events_unmatched_total", "Broadcasts that matched no connection's shard (cost nothing further)", async () => (await pool.coordinator.stats()).unmatched);
-    counter("gateway_events_delivered_total", "Event frames handed to sockets", () => main.eventsDelivered);
-    counter("gateway_events_dropped_total", "Event frames dropped for slow consumers (reported to them as events.dropped)", () => main.eventsDropped);
-    counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
-    new Gauge({
-      name: "gateway_outbound_queue_bytes",
-      help: "Bytes of events waiting in per-connection outbound queues",
-      registers: r,
-      collect() {
-        this.set(main.queuedBytes);
-      },
-    });
-    const sumOverWorkers = async (pick: (s: Awaited<ReturnType<ShardPool["stats"]>>[number]) => number) =>
-      (await pool.stats()).reduce((a, s) => a + pick(s), 0);
-    new Counter({
-      name: "gateway_heartbeat_timeouts_total",
-      help: "Connections closed 4002: no valid pong within two heartbeat intervals",
-      registers: r,
-      async collect() {
-        this.reset();
-        this.inc(await sumOverWorkers((s) => s.heartbeat.timeouts));
-      },
-    });
-    new Counter({
-      name: "gateway_session_rotations_total",
-      help: "Session tokens issued by rotation (valid pongs and resumes)",
-      registers: r,
-      async collect() {
-        this.reset();
-        this.inc(await sumOverWorkers((s) => s.heartbeat.rotations));
-      },
-    });
-    new Counter({
-      name: "gateway_heartbeat_invalid_pongs_total",
-      help: "Pongs ignored because no unanswered ping had their seq",
-      registers: r,
-      async collect() {
-        this.reset();
-        this.inc(await sumOverWorkers((s) => s.heartbeat.invalidPongs));
-      },
-    });
+    counter("gateway_heartbeat_timeouts_total", "Connections closed 4002: no valid pong within two heartbeat intervals", () => sumWorkers((s) => s.heartbeat.timeouts));
+    counter("gateway_session_rotations_total", "Session tokens issued by rotation (valid pongs and resumes)", () => sumWorkers((s) => s.heartbeat.rotations));
+    counter("gateway_heartbeat_invalid_pongs_total", "Pongs ignored because no unanswered ping had their seq", () => sumWorkers((s) => s.heartbeat.invalidPongs));
     new Gauge({
       name: "gateway_sessions",
       help: "Sessions held by a connection (live) or kept for a resume (detached)",
       labelNames: ["state"],
       registers: r,
       async collect() {
-        const all = await pool.stats();
-        this.set({ state: "live" }, all.reduce((a, s) => a + s.sessions.live, 0));
-        this.set({ state: "detached" }, all.reduce((a, s) => a + s.sessions.detached, 0));
+        this.set({ state: "live" }, await sumWorkers((s) => s.sessions.live));
+        this.set({ state: "detached" }, await sumWorkers((s) => s.sessions.detached));
       },
     });
-    new Counter({
-      name: "gateway_worker_restarts_total",
-      help: "Socket workers replaced after dying",
-      registers: r,
-      collect() {
-        this.reset();
-        this.inc(pool.restarts);
-      },
-    });
+    counter("gateway_events_published_total", "Broadcasts stamped with a seq by the coordinator", async () => (await pool.coordinator.stats()).published);
+    counter("gateway_events_unmatched_total", "Broadcasts that matched no connection's shard (cost nothing further)", async () => (await pool.coordinator.stats()).unmatched);
+    counter("gateway_events_delivered_total", "Event frames handed to sockets", () => main.eventsDelivered);
+    counter("gateway_events_dropped_total", "Event frames dropped for slow consumers (reported to them as events.dropped)", () => main.eventsDropped);
+    counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
+    gauge("gateway_outbound_queue_bytes", "Bytes of events waiting in per-connection outbound queues", () => main.queuedBytes);
+    counter("gateway_worker_restarts_total", "Socket workers replaced after dying", () => pool.restarts);
   }
 
   /** Sums the workers' RTT histograms into one Prometheus histogram at scrape time. */

@@ -128,30 +128,18 @@ export function maxRecordBytes(sab: SharedArrayBuffer): number {
   return (checkedCapacity(sab) >> 1) - 4;
 }
 
-/**
- * Producer side. Exactly one RingWriter may be in use per ring at a time.
- *
- * Usage: `off = reserve(len)`; fill `bytes[off..off+len)` (or use `view`); `commit()`.
- * After a batch of commits call `notify()` once. If reserve() returns -1 (full), call
- * notify() before waiting/retrying, or a sleeping reader may never drain the ring.
- */
-export class RingWriter {
-  /** View over the whole data region; record bodies are written through it. */
+/** What both ends of a ring hold: views over the control words and the data region. */
+abstract class RingEnd {
+  /** View over the whole data region; record bodies are read and written through it. */
   readonly bytes: Uint8Array;
   /** DataView over the same region. */
   readonly view: DataView;
 
-  private readonly ctrl: Int32Array;
-  private readonly words: Int32Array;
-  private readonly cap: number;
-  private readonly mask: number;
-  private readonly maxBody: number;
-  /** Our published position (mirror of HEAD; only this thread writes HEAD). */
-  private head: number;
-  /** Position after the pending reservation; equals `head` when nothing is reserved. */
-  private pending: number;
-  /** Last TAIL we loaded; lags the real TAIL, so free space computed from it is a lower bound. */
-  private tailCache: number;
+  protected readonly ctrl: Int32Array;
+  protected readonly words: Int32Array;
+  protected readonly cap: number;
+  protected readonly mask: number;
+  protected readonly maxBody: number;
 
   constructor(sab: SharedArrayBuffer) {
     const cap = checkedCapacity(sab);
@@ -162,6 +150,26 @@ export class RingWriter {
     this.words = new Int32Array(sab, RING_HEADER_BYTES, cap >> 2);
     this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, cap);
     this.view = new DataView(sab, RING_HEADER_BYTES, cap);
+  }
+}
+
+/**
+ * Producer side. Exactly one RingWriter may be in use per ring at a time.
+ *
+ * Usage: `off = reserve(len)`; fill `bytes[off..off+len)` (or use `view`); `commit()`.
+ * After a batch of commits call `notify()` once. If reserve() returns -1 (full), call
+ * notify() before waiting/retrying, or a sleeping reader may never drain the ring.
+ */
+export class RingWriter extends RingEnd {
+  /** Our published position (mirror of HEAD; only this thread writes HEAD). */
+  private head: number;
+  /** Position after the pending reservation; equals `head` when nothing is reserved. */
+  private pending: number;
+  /** Last TAIL we loaded; lags the real TAIL, so free space computed from it is a lower bound. */
+  private tailCache: number;
+
+  constructor(sab: SharedArrayBuffer) {
+    super(sab);
     this.head = Atomics.load(this.ctrl, HEAD);
     this.pending = this.head;
     this.tailCache = Atomics.load(this.ctrl, TAIL);
@@ -263,17 +271,7 @@ const AtomicsAsync = Atomics as unknown as AtomicsWithWaitAsync;
 const RESOLVED: Promise<unknown> = Promise.resolve();
 
 /** Consumer side. Exactly one RingReader may be in use per ring at a time. */
-export class RingReader {
-  /** View over the whole data region; record bodies are read through it. */
-  readonly bytes: Uint8Array;
-  /** DataView over the same region. */
-  readonly view: DataView;
-
-  private readonly ctrl: Int32Array;
-  private readonly words: Int32Array;
-  private readonly cap: number;
-  private readonly mask: number;
-  private readonly maxBody: number;
+export class RingReader extends RingEnd {
   /** Our published position (mirror of TAIL; only this thread writes TAIL). */
   private tail: number;
   /** Last HEAD we loaded; everything in [tail, headCache) is published and readable. */
@@ -286,14 +284,7 @@ export class RingReader {
   };
 
   constructor(sab: SharedArrayBuffer) {
-    const cap = checkedCapacity(sab);
-    this.cap = cap;
-    this.mask = cap - 1;
-    this.maxBody = (cap >> 1) - 4;
-    this.ctrl = new Int32Array(sab, 0, CTRL_WORDS);
-    this.words = new Int32Array(sab, RING_HEADER_BYTES, cap >> 2);
-    this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, cap);
-    this.view = new DataView(sab, RING_HEADER_BYTES, cap);
+    super(sab);
     this.tail = Atomics.load(this.ctrl, TAIL);
     this.headCache = Atomics.load(this.ctrl, HEAD);
   }
