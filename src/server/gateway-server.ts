@@ -20,6 +20,7 @@ import { SecretToken } from "../shared/secret-token.js";
 import { parseConnId } from "../shared/conn-id.js";
 import { SlidingWindowLimiter, formatRetryAfterSeconds } from "../shared/sliding-window-limiter.js";
 import { TrustedProxies, parsePeerAddress, rateLimitKey, resolveClientIp } from "./client-ip.js";
+import { OriginPolicy, OriginVerdict } from "./origin-policy.js";
 
 interface ConnData {
   readonly id: number;
@@ -31,6 +32,11 @@ interface ConnData {
   shard: number;
 }
 type Socket = WebSocket<ConnData>;
+
+/** The HTTP endpoints and the methods each answers: routing, 405s and CORS preflights read it. */
+const ENDPOINT_METHODS: Readonly<Record<string, string>> = { "/healthz": "GET", "/readyz": "GET", "/metrics": "GET", "/v1/events": "POST" };
+type CorsHeaders = Record<string, string> | undefined;
+type HttpHandler = (res: HttpResponse, req: HttpRequest, cors: CorsHeaders) => void;
 
 /** Retry hint when a shard's inbound ring is full (the worker is behind). */
 const RING_FULL_RETRY_MS = 100;
@@ -52,6 +58,9 @@ export class GatewayServer {
   /** Per client IP (IPv6: per /64) — the main thread's only keyed state, and not per device. */
   private readonly connLimiter: SlidingWindowLimiter;
   private readonly trustedProxies: TrustedProxies;
+  private readonly origins: OriginPolicy;
+  /** Requests refused 403 for their Origin (§7), by kind. */
+  readonly originRefusals = { upgrade: 0, http: 0 };
 
   // State of the run being sent under one cork (reused: no closure per frame or per run).
   private runShard: Shard | undefined;
@@ -82,6 +91,8 @@ export class GatewayServer {
     this.adminToken = config.adminToken === undefined ? undefined : new SecretToken(config.adminToken);
     this.connLimiter = new SlidingWindowLimiter({ ...config.rateConnPerIp });
     this.trustedProxies = new TrustedProxies(config.trustProxy);
+    this.origins = new OriginPolicy(config.corsOrigins);
+    uWS._cfg("silent"); // no "uWebSockets: 20" header: no version banner on any response
     this.app = uWS.App();
     this.app.ws<ConnData>("/ws", {
       // uWS's own cap sits above the contract's so that we, not the transport, refuse an
@@ -97,27 +108,41 @@ export class GatewayServer {
       drain: (ws) => this.flushQueue(ws),
       close: (ws) => this.onClose(ws),
     });
-    this.app.get("/healthz", (res) => sendJson(res, 200, { status: "ok" }));
-    this.app.get("/readyz", (res) => {
-      const ready = !this.draining && this.listenSocket !== undefined && this.pool.allReady();
-      sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : this.draining ? "draining" : "starting" });
-    });
-    this.app.post("/v1/events", (res, req) => this.onPublish(res, req));
+    this.app.get("/healthz", this.http((res, _req, cors) => sendJson(res, 200, { status: "ok" }, cors)));
+    this.app.get(
+      "/readyz",
+      this.http((res, _req, cors) => {
+        const ready = !this.draining && this.listenSocket !== undefined && this.pool.allReady();
+        sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : this.draining ? "draining" : "starting" }, cors);
+      }),
+    );
+    this.app.post("/v1/events", this.http((res, req, cors) => this.onPublish(res, req, cors)));
     const metrics = new GatewayMetrics(pool, this);
-    this.app.get("/metrics", (res) => {
-      let aborted = false;
-      res.onAborted(() => (aborted = true));
-      metrics.render().then(
-        (text) => {
-          if (!aborted) sendBody(res, 200, metrics.registry.contentType, text);
-        },
-        (err: unknown) => {
-          this.log.error({ err }, "metrics collection failed");
-          if (!aborted) sendJson(res, 500, { error: "metrics unavailable" });
-        },
-      );
-    });
-    this.app.any("/*", (res) => sendJson(res, 404, { error: "not found" }));
+    this.app.get(
+      "/metrics",
+      this.http((res, _req, cors) => {
+        let aborted = false;
+        res.onAborted(() => (aborted = true));
+        metrics.render().then(
+          (text) => {
+            if (!aborted) sendBody(res, 200, metrics.registry.contentType, text, cors);
+          },
+          (err: unknown) => {
+            this.log.error({ err }, "metrics collection failed");
+            if (!aborted) sendJson(res, 500, { error: "metrics unavailable" }, cors);
+          },
+        );
+      }),
+    );
+    this.app.options("/*", (res, req) => this.onPreflight(res, req));
+    this.app.any(
+      "/*",
+      this.http((res, req, cors) => {
+        const allow = ENDPOINT_METHODS[req.getUrl()];
+        if (allow === undefined) sendJson(res, 404, { error: "not found" }, cors);
+        else sendJson(res, 405, { error: `method not allowed; use ${allow}` }, { ...cors, Allow: allow });
+      }),
+    );
     pool.onShardDown = (index) => this.closeShard(index);
   }
 
@@ -142,9 +167,60 @@ export class GatewayServer {
     return this.sockets.size;
   }
 
+  // ---- HTTP: Origin and CORS (§7) ----
+
+  /** Wraps an HTTP handler: a refused Origin gets 403; an allowed cross-origin one its CORS headers. */
+  private http(handler: HttpHandler): (res: HttpResponse, req: HttpRequest) => void {
+    return (res, req) => {
+      const origin = req.getHeader("origin");
+      const verdict = this.origins.check(origin, req.getHeader("host"));
+      if (verdict === OriginVerdict.REFUSED) {
+        this.refuseOrigin(res, "http", origin);
+        return;
+      }
+      try {
+        handler(res, req, this.origins.corsHeaders(origin, verdict));
+      } catch (err) {
+        // uWS aborts the whole process when a handler returns without answering: answer 500.
+        this.log.error({ err, url: req.getUrl() }, "HTTP handler failed");
+        sendJson(res, 500, { error: { code: ErrorCode.INTERNAL, message: "internal error" } });
+      }
+    };
+  }
+
+  /** OPTIONS: a preflight from an allowed origin → 204 naming methods and headers; others → 403. */
+  private onPreflight(res: HttpResponse, req: HttpRequest): void {
+    const origin = req.getHeader("origin");
+    const verdict = this.origins.check(origin, req.getHeader("host"));
+    if (verdict === OriginVerdict.REFUSED) {
+      this.refuseOrigin(res, "http", origin);
+      return;
+    }
+    const methods = ENDPOINT_METHODS[req.getUrl()];
+    if (methods === undefined) {
+      sendJson(res, 404, { error: "not found" }, this.origins.corsHeaders(origin, verdict));
+      return;
+    }
+    const headers = verdict === OriginVerdict.NONE ? { Allow: methods } : this.origins.preflightHeaders(origin, methods, req.getHeader("access-control-request-headers"));
+    sendBody(res, 204, "text/plain", "", headers);
+  }
+
+  /** 403 without any Access-Control-Allow-* header: the browser keeps the answer from the page. */
+  private refuseOrigin(res: HttpResponse, kind: "upgrade" | "http", origin: string): void {
+    this.originRefusals[kind]++;
+    this.log.debug({ origin: origin.slice(0, 256), kind }, "request refused: origin not allowed");
+    sendJson(res, 403, { error: { code: ErrorCode.FORBIDDEN, message: "origin not allowed" } });
+  }
+
   // ---- upgrade and connection lifecycle ----
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, ctx: us_socket_context_t): void {
+    // Cross-site WebSocket hijacking: a page from another origin must not borrow a device's socket.
+    const origin = req.getHeader("origin");
+    if (this.origins.check(origin, req.getHeader("host")) === OriginVerdict.REFUSED) {
+      this.refuseOrigin(res, "upgrade", origin);
+      return;
+    }
     const encoding = parseEncoding(new URLSearchParams(req.getQuery() ?? "").get("encoding"));
     if (this.draining) {
       sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "server is draining" } });
@@ -451,21 +527,22 @@ export class GatewayServer {
 
   // ---- POST /v1/events ----
 
-  private onPublish(res: HttpResponse, req: HttpRequest): void {
+  private onPublish(res: HttpResponse, req: HttpRequest, cors: CorsHeaders): void {
     if (this.adminToken === undefined) {
-      sendJson(res, 404, { error: "not found" });
+      sendJson(res, 404, { error: "not found" }, cors);
       return;
     }
     const auth = req.getHeader("authorization");
     const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
     if (!this.adminToken.matches(token)) {
-      sendJson(res, 401, { error: { code: ErrorCode.UNAUTHORIZED, message: "Authorization: Bearer <ADMIN_TOKEN> required" } }, { "WWW-Authenticate": "Bearer" });
+      const error = { code: ErrorCode.UNAUTHORIZED, message: "Authorization: Bearer <ADMIN_TOKEN> required" };
+      sendJson(res, 401, { error }, { ...cors, "WWW-Authenticate": "Bearer" });
       return;
     }
     const max = this.config.maxPayloadBytes;
     const declared = req.getHeader("content-length");
     if (declared !== "" && Number(declared) > max) {
-      this.tooLarge(res);
+      this.tooLarge(res, cors);
       return;
     }
     let aborted = false;
@@ -478,41 +555,41 @@ export class GatewayServer {
       size += chunk.byteLength;
       if (size > max) {
         done = true;
-        this.tooLarge(res); // stop reading: never buffer past the limit
+        this.tooLarge(res, cors); // stop reading: never buffer past the limit
         return;
       }
       chunks.push(Buffer.from(chunk.slice(0))); // uWS reuses the chunk's memory
       if (!isLast) return;
       done = true;
-      this.publishBody(res, Buffer.concat(chunks), () => aborted);
+      this.publishBody(res, Buffer.concat(chunks), cors, () => aborted);
     });
   }
 
-  private tooLarge(res: HttpResponse): void {
+  private tooLarge(res: HttpResponse, cors: CorsHeaders): void {
     const error = { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `body over ${this.config.maxPayloadBytes} bytes` };
-    sendJson(res, 413, { error }, undefined, true); // close: the rest of the body is never read
+    sendJson(res, 413, { error }, cors, true); // close: the rest of the body is never read
   }
 
-  private publishBody(res: HttpResponse, body: Buffer, isAborted: () => boolean): void {
+  private publishBody(res: HttpResponse, body: Buffer, cors: CorsHeaders, isAborted: () => boolean): void {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString("utf8"));
     } catch {
-      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: "body is not valid JSON" } });
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: "body is not valid JSON" } }, cors);
       return;
     }
     const p = validatePublish(parsed);
     if (typeof p === "string") {
-      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: p } });
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: p } }, cors);
       return;
     }
     this.pool.coordinator.publish(p.event, JSON.stringify(p.payload) ?? "null", p.filter.agentId, p.filter.role).then(
       (seq) => {
-        if (!isAborted()) sendJson(res, 202, { accepted: true, seq });
+        if (!isAborted()) sendJson(res, 202, { accepted: true, seq }, cors);
       },
       (err: unknown) => {
         this.log.error({ err }, "publish failed");
-        if (!isAborted()) sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "publish failed" } });
+        if (!isAborted()) sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "publish failed" } }, cors);
       },
     );
   }

@@ -22,8 +22,12 @@ export function sendBody(res: HttpResponse, status: number, contentType: string,
     res.writeStatus(STATUS[status] ?? `${status}`);
     res.writeHeader("X-Content-Type-Options", "nosniff");
     res.writeHeader("Cache-Control", "no-store");
-    res.writeHeader("Content-Type", contentType);
     if (headers !== undefined) for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+    if (status === 204) {
+      res.endWithoutBody(); // 204 carries neither a body nor Content-Length/Type (no args: uWS 20.30 aborts on (undefined, bool))
+      return;
+    }
+    res.writeHeader("Content-Type", contentType);
     res.end(body, close);
   });
 }
