@@ -10,6 +10,7 @@ import { eventRecordLength, writeEventRecord } from "../src/shared/event-records
 import { createLogger } from "../src/shared/logger.js";
 import type { GatewayConfig } from "../src/config.js";
 import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../src/shared/thread-api.js";
+import { LoopLag } from "../src/shared/loop-lag.js";
 
 const { config, control } = workerData as { config: GatewayConfig; control: MessagePort };
 const log = createLogger("coordinator", config.logLevel);
@@ -66,7 +67,8 @@ class ShardTarget {
 }
 
 const shards: Array<ShardTarget | undefined> = [];
-const stats: CoordinatorStats = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0 };
+const stats: Omit<CoordinatorStats, "eventLoopLagSec"> = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0 };
+const loopLag = new LoopLag();
 /** Spill bound per shard beyond its ring (the worker is behind): then events are counted and dropped. */
 const SPILL_BYTES = 4 * config.inboundRingBytes;
 let flushTimer: NodeJS.Timeout | undefined;
@@ -175,7 +177,7 @@ const api: CoordinatorApi = {
     return seq;
   },
   stats() {
-    return { ...stats };
+    return { ...stats, eventLoopLagSec: loopLag.read() };
   },
 };
 

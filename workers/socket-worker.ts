@@ -24,6 +24,8 @@ import { createDeviceRateLimits } from "./device-rate-limits.js";
 import { HeartbeatScheduler } from "./heartbeat.js";
 import { SessionStore } from "./session-store.js";
 import { RttHistogram } from "../src/shared/rtt-histogram.js";
+import { LoopLag } from "../src/shared/loop-lag.js";
+import { RpcOutcomes } from "./rpc-outcomes.js";
 import { Buffer } from "node:buffer";
 import { EventFanout, SubscriberIndex } from "./event-fanout.js";
 import { validatePublish, EVENT_NAME_RE, type EventFilter } from "../src/protocol/publish.js";
@@ -109,7 +111,9 @@ const bus: EventBus = {
 Connection.bus = bus;
 /** Counted here; everything else in SocketWorkerStats is read from its owner in stats(). */
 const counts = { framesIn: 0, rpcs: 0, badFrames: 0, blockingInFlight: 0 };
+const outcomes = new RpcOutcomes((m) => m === "connect" || registry.get(m) !== undefined);
 const rtt = new RttHistogram();
+const loopLag = new LoopLag();
 let invalidPongs = 0;
 
 const sessions = new SessionStore(config.sessionSecret, config.sessionTtlSec * 1000);
@@ -204,6 +208,7 @@ function onFrame(conn: Connection, body: Uint8Array): void {
     return;
   }
   if (frame.method === "connect") {
+    outcomes.record("connect", ErrorCode.BAD_REQUEST);
     replyError(conn, frame.id, { code: ErrorCode.BAD_REQUEST, message: "already connected" });
     return;
   }
@@ -229,11 +234,13 @@ const gatewayToken = config.gatewayToken === undefined ? undefined : new SecretT
 function handleConnect(conn: Connection, req: ReqFrame): void {
   const p = validateConnectParams(req.params);
   if (typeof p === "string") {
+    outcomes.record("connect", ErrorCode.BAD_REQUEST);
     replyError(conn, req.id, { code: ErrorCode.BAD_REQUEST, message: p });
     closeConn(conn, CloseCode.HANDSHAKE);
     return;
   }
   if (gatewayToken !== undefined && !gatewayToken.matches(p.token)) {
+    outcomes.record("connect", ErrorCode.UNAUTHORIZED);
     log.debug({ connId: conn.connId, deviceId: p.deviceId }, "connect refused: bad gateway token");
     replyError(conn, req.id, { code: ErrorCode.UNAUTHORIZED, message: "auth.token does not match" });
     closeConn(conn, CloseCode.UNAUTHORIZED);
@@ -243,6 +250,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
   if (p.resumeToken !== undefined) {
     const session = sessions.find(p.resumeToken, p.deviceId);
     if (session === undefined) {
+      outcomes.record("connect", ErrorCode.INVALID_SESSION);
       log.debug({ connId: conn.connId, deviceId: p.deviceId }, "resume refused: invalid session token");
       replyError(conn, req.id, { code: ErrorCode.INVALID_SESSION, message: "session token is invalid or expired" });
       closeConn(conn, CloseCode.HANDSHAKE);
@@ -268,6 +276,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
   conn.open = true;
   heartbeat.add(conn);
   subscribers.add(conn);
+  outcomes.record("connect", "ok");
   out.send(conn.id, conn.encoding, {
     type: "res",
     id: req.id,
@@ -319,12 +328,14 @@ function dispatch(conn: Connection, req: ReqFrame): void {
   for (const check of registry.preHandlers) {
     const refusal = check(req.method, conn);
     if (refusal !== undefined) {
+      outcomes.record(req.method, refusal.code);
       replyError(conn, req.id, refusal);
       return;
     }
   }
   const def = registry.get(req.method);
   if (def === undefined) {
+    outcomes.record(req.method, ErrorCode.METHOD_NOT_FOUND);
     replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
     return;
   }
@@ -332,14 +343,14 @@ function dispatch(conn: Connection, req: ReqFrame): void {
   try {
     result = def.blocking === true ? runBlocking(conn, req) : def.handler(req.params, conn);
   } catch (e) {
-    replyThrown(conn, req, e);
+    outcomes.record(req.method, replyThrown(conn, req, e));
     return;
   }
   if (result instanceof Promise) {
     replyLater(conn, req, result);
     return;
   }
-  replyOk(conn, req.id, result);
+  outcomes.record(req.method, replyOk(conn, req.id, result));
 }
 
 /** Runs a `blocking` handler in the piscina pool; its contract errors come back as GatewayErrors. */
@@ -372,24 +383,28 @@ function replyLater(conn: Connection, req: ReqFrame, pending: Promise<unknown>):
   pending.then(
     (payload: unknown) => {
       inFlight--;
-      if (connections.get(conn.id) === conn) replyOk(conn, req.id, payload);
+      // Counted even when the connection left meanwhile: the handler's outcome is what it is.
+      outcomes.record(req.method, connections.get(conn.id) === conn ? replyOk(conn, req.id, payload) : "ok");
       out.notify();
     },
     (e: unknown) => {
       inFlight--;
-      if (connections.get(conn.id) === conn) replyThrown(conn, req, e);
+      outcomes.record(req.method, connections.get(conn.id) === conn ? replyThrown(conn, req, e) : errorCodeOf(e));
       out.notify();
     },
   );
 }
 
-function replyOk(conn: Connection, id: RequestId, payload: unknown): void {
+/** Returns the outcome: "ok", or INTERNAL when the payload could not be encoded. */
+function replyOk(conn: Connection, id: RequestId, payload: unknown): string {
   try {
     out.send(conn.id, conn.encoding, payload === undefined ? { type: "res", id, ok: true } : { type: "res", id, ok: true, payload });
+    return "ok";
   } catch (e) {
     // A payload that cannot be encoded (cycles, BigInt, too deep) is the handler's bug.
     log.warn({ connId: conn.connId, err: String(e) }, "reply could not be encoded");
     replyError(conn, id, { code: ErrorCode.INTERNAL, message: "reply could not be encoded" });
+    return ErrorCode.INTERNAL;
   }
 }
 
@@ -397,13 +412,19 @@ function replyError(conn: Connection, id: RequestId | null, error: ErrorBody): v
   out.send(conn.id, conn.encoding, { type: "res", id, ok: false, error });
 }
 
-function replyThrown(conn: Connection, req: ReqFrame, e: unknown): void {
+/** Answers a handler's throw; returns the error code sent. */
+function replyThrown(conn: Connection, req: ReqFrame, e: unknown): ErrorCode {
   if (isGatewayError(e)) {
     replyError(conn, req.id, e.toBody());
-    return;
+    return e.code;
   }
   log.error({ connId: conn.connId, method: req.method, err: e }, "handler failed");
   replyError(conn, req.id, { code: ErrorCode.INTERNAL, message: "internal error" });
+  return ErrorCode.INTERNAL;
+}
+
+function errorCodeOf(e: unknown): ErrorCode {
+  return isGatewayError(e) ? e.code : ErrorCode.INTERNAL;
 }
 
 function closeConn(conn: Connection, code: CloseCode): void {
@@ -424,6 +445,8 @@ const api: SocketWorkerApi = {
       connections: connections.size,
       framesOut: out.framesOut,
       rateLimited: { ...rateLimits.refusals },
+      rpcOutcomes: outcomes.snapshot(),
+      eventLoopLagSec: loopLag.read(),
       heartbeat: { timeouts: heartbeat.timeouts, rotations: sessions.rotations, invalidPongs, rtt: rtt.snapshot() },
       sessions: { live: sessions.size - sessions.detachedCount, detached: sessions.detachedCount },
     };

@@ -182,8 +182,12 @@ export class GatewayServer {
         handler(res, req, this.origins.corsHeaders(origin, verdict));
       } catch (err) {
         // uWS aborts the whole process when a handler returns without answering: answer 500.
-        this.log.error({ err, url: req.getUrl() }, "HTTP handler failed");
-        sendJson(res, 500, { error: { code: ErrorCode.INTERNAL, message: "internal error" } });
+        this.log.error({ err }, "HTTP handler failed");
+        try {
+          sendJson(res, 500, { error: { code: ErrorCode.INTERNAL, message: "internal error" } });
+        } catch {
+          // it had answered before throwing
+        }
       }
     };
   }

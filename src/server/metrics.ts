@@ -5,6 +5,7 @@ import type { Metric } from "prom-client";
 import type { ShardPool } from "./shard-pool.js";
 import type { CoordinatorStats } from "../shared/thread-api.js";
 import { RTT_BUCKETS_SEC } from "../shared/rtt-histogram.js";
+import { LoopLag, type LoopLagSnapshot } from "../shared/loop-lag.js";
 
 export interface MainCounters {
   readonly connectionCount: number;
@@ -14,6 +15,7 @@ export interface MainCounters {
   readonly eventsDropped: number;
   readonly slowConsumerCloses: number;
   readonly queuedBytes: number;
+  readonly originRefusals: { readonly upgrade: number; readonly http: number };
 }
 
 export class GatewayMetrics {
@@ -107,6 +109,45 @@ export class GatewayMetrics {
     counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
     gauge("gateway_outbound_queue_bytes", "Bytes of events waiting in per-connection outbound queues", () => main.queuedBytes);
     counter("gateway_worker_restarts_total", "Socket workers replaced after dying", () => pool.restarts);
+    new Counter({
+      name: "gateway_rpcs_total",
+      help: 'Requests answered, by method (methods no handler serves count as "other") and outcome ("ok" or the error code)',
+      labelNames: ["method", "outcome"],
+      registers: r,
+      async collect() {
+        this.reset();
+        for (const s of await pool.stats()) for (const [method, outcome, n] of s.rpcOutcomes) this.inc({ method, outcome }, n);
+      },
+    });
+    new Counter({
+      name: "gateway_origin_refusals_total",
+      help: "Requests refused 403 for an Origin that is neither CORS_ORIGINS nor same-origin, by kind (upgrade or http)",
+      labelNames: ["kind"],
+      registers: r,
+      collect() {
+        this.reset();
+        this.inc({ kind: "upgrade" }, main.originRefusals.upgrade);
+        this.inc({ kind: "http" }, main.originRefusals.http);
+      },
+    });
+    const mainLag = new LoopLag();
+    new Gauge({
+      name: "gateway_event_loop_lag_seconds",
+      help: "Event-loop delay per thread since the previous scrape (main, worker-N, coordinator), by stat (p50, p99, max)",
+      labelNames: ["thread", "stat"],
+      registers: r,
+      async collect() {
+        this.reset();
+        const put = (thread: string, l: LoopLagSnapshot) => {
+          this.set({ thread, stat: "p50" }, l.p50);
+          this.set({ thread, stat: "p99" }, l.p99);
+          this.set({ thread, stat: "max" }, l.max);
+        };
+        put("main", mainLag.read());
+        for (const s of await pool.stats()) put(`worker-${s.shard}`, s.eventLoopLagSec);
+        put("coordinator", (await pool.coordinator.stats()).eventLoopLagSec);
+      },
+    });
   }
 
   /** Sums the workers' RTT histograms into one Prometheus histogram at scrape time. */

@@ -3,6 +3,10 @@
 import type { MessagePort } from "node:worker_threads";
 import type { GatewayConfig } from "../config.js";
 import type { RttSnapshot } from "./rtt-histogram.js";
+import type { LoopLagSnapshot } from "./loop-lag.js";
+
+/** [method, outcome ("ok" or an error code), count]; unknown methods are counted as "other". */
+export type RpcOutcomeRow = [method: string, outcome: string, count: number];
 
 export interface SocketWorkerData {
   shard: number;
@@ -27,6 +31,8 @@ export interface SocketWorkerStats {
   blockingInFlight: number;
   /** Requests refused RATE_LIMITED, by limit. */
   rateLimited: { rpc: number; agentRun: number };
+  rpcOutcomes: RpcOutcomeRow[];
+  eventLoopLagSec: LoopLagSnapshot;
   heartbeat: { timeouts: number; rotations: number; invalidPongs: number; rtt: RttSnapshot };
   sessions: { live: number; detached: number };
 }
@@ -82,6 +88,7 @@ export interface CoordinatorStats {
   /** Event records a worker could not take in time (its ring and the spill bound were full). */
   shardOverflow: number;
   seq: number;
+  eventLoopLagSec: LoopLagSnapshot;
 }
 
 export interface CoordinatorApi {
