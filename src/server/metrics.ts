@@ -33,7 +33,7 @@ export class GatewayMetrics {
         return realPool.restarts;
       },
     };
-    collectDefaultMetrics({ register: this.registry, prefix: "gateway_process_" });
+    collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
     const r = [this.registry];
     type Stats = Awaited<ReturnType<ShardPool["stats"]>>[number];
     const sumWorkers = async (pick: (s: Stats) => number) => (await pool.stats()).reduce((a, s) => a + pick(s), 0);
