@@ -20,6 +20,8 @@ export class Connection implements HandlerContext, HeartbeatState {
   agentIds: string[] = [];
   /** True once `connect` succeeded. */
   open = false;
+  /** A resume is waiting for the session from Redis (REDIS_URL). */
+  connecting = false;
   session: Session | undefined;
   // Heartbeat state (workers/heartbeat.ts)
   hbBucket = 0;

@@ -9,7 +9,9 @@ import { RingWriter, maxRecordBytes } from "../src/shared/ring-buffer.js";
 import { eventRecordLength, writeEventRecord } from "../src/shared/event-records.js";
 import { createLogger } from "../src/shared/logger.js";
 import type { GatewayConfig } from "../src/config.js";
-import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../src/shared/thread-api.js";
+import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../src/shared/thread-api.js";
+import { shardOf } from "../src/shared/hash.js";
+import type { RedisBackplane } from "./backplane.js";
 import { LoopLag } from "../src/shared/loop-lag.js";
 
 const { config, control } = workerData as { config: GatewayConfig; control: MessagePort };
@@ -145,15 +147,66 @@ function ringDoorbells(): void {
   }
 }
 
+/** A broadcast that starts on this host: delivered here, and sent once to the other hosts. */
+function publishLocal(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {
+  backplane?.publishEvent(event, payloadJson, agentId, role);
+  return stamp(event, payloadJson, agentId, role);
+}
+
 function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
-  if (msg.t === "subs") {
-    shard.apply(msg.deltas);
-    return;
+  switch (msg.t) {
+    case "subs":
+      shard.apply(msg.deltas);
+      return;
+    case "publish": {
+      const acks: CoordinatorAcks = { t: "acks", acks: [] };
+      for (const item of msg.items as PublishItem[]) acks.acks.push([item.id, publishLocal(item.event, item.payloadJson, item.agentId, item.role)]);
+      ringDoorbells();
+      shard.port.postMessage(acks satisfies CoordinatorToWorker);
+      return;
+    }
+    case "sessions":
+      backplane?.putSessions(msg.puts);
+      return;
+    case "sessionGet": {
+      const reply = (record: CoordinatorToWorker & { t: "session" }) => shards[shard.index]?.port.postMessage(record);
+      if (backplane === undefined) reply({ t: "session", id: msg.id, record: undefined });
+      else void backplane.getSession(msg.sessionId).then((record) => reply({ t: "session", id: msg.id, record }));
+      return;
+    }
+    case "takeover":
+      backplane?.takeover(msg.sessionId, msg.deviceId);
+      return;
   }
-  const acks: CoordinatorAcks = { t: "acks", acks: [] };
-  for (const item of msg.items as PublishItem[]) acks.acks.push([item.id, stamp(item.event, item.payloadJson, item.agentId, item.role)]);
-  ringDoorbells();
-  shard.port.postMessage(acks);
+}
+
+// ---- several hosts (REDIS_URL): the backplane lives in this thread only ----
+
+let backplane: RedisBackplane | undefined;
+if (config.redisUrl !== undefined) {
+  const { RedisBackplane } = await import("./backplane.js");
+  backplane = new RedisBackplane(config.redisUrl, log, {
+    onEvent(e) {
+      stamp(e.event, e.payloadJson, e.agentId, e.role); // stamped with this host's seq; never sent back
+      scheduleDoorbells();
+    },
+    onTakeover(sessionId, deviceId) {
+      const msg: CoordinatorToWorker = { t: "takenOver", sessionId };
+      shards[shardOf(deviceId, config.workers)]?.port.postMessage(msg);
+    },
+  });
+  await backplane.start();
+}
+
+/** Events arriving from Redis come one per message: ring each shard's doorbell once per turn. */
+let doorbellQueued = false;
+function scheduleDoorbells(): void {
+  if (doorbellQueued) return;
+  doorbellQueued = true;
+  setImmediate(() => {
+    doorbellQueued = false;
+    ringDoorbells();
+  });
 }
 
 const api: CoordinatorApi = {
@@ -172,12 +225,14 @@ const api: CoordinatorApi = {
     shards[index] = undefined;
   },
   publish(event, payloadJson, agentId, role) {
-    const seq = stamp(event, payloadJson, agentId, role);
+    const seq = publishLocal(event, payloadJson, agentId, role);
     ringDoorbells();
     return seq;
   },
   stats() {
-    return { ...stats, eventLoopLagSec: loopLag.read() };
+    const s: CoordinatorStats = { ...stats, eventLoopLagSec: loopLag.read() };
+    if (backplane !== undefined) s.backplane = backplane.stats();
+    return s;
   },
 };
 

@@ -3,7 +3,7 @@
 // to this worker. Disconnected sessions are capped: when the cap is reached the oldest
 // disconnected one is forgotten (its resume then fails with INVALID_SESSION — never a
 // security issue, only a lost convenience).
-import { issueSessionToken, newSessionId, verifySessionToken } from "../src/shared/session-token.js";
+import { issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "../src/shared/session-token.js";
 
 export interface Session {
   readonly id: string;
@@ -30,6 +30,8 @@ export class SessionStore {
   /** Sessions without a connection, oldest detach first (for expiry and the cap). */
   private readonly detached = new Map<string, Session>();
   rotations = 0;
+  /** Called when a session's stored state changes (new, rotated, resubscribed): REDIS_URL writes it. */
+  onChange: ((session: Session) => void) | undefined;
 
   constructor(
     private readonly secret: string,
@@ -51,6 +53,32 @@ export class SessionStore {
     const session: Session = { id: newSessionId(), deviceId, generation: 0, expiresAt: 0, holder, agentIds };
     this.sessions.set(session.id, session);
     return { session, token: this.sign(session) };
+  }
+
+  /**
+   * A session resumed from another host's state (REDIS_URL), held by `holder`. Replaces any
+   * local copy. The caller rotates it next, so its first token here is a new generation.
+   */
+  adopt(id: string, deviceId: string, generation: number, agentIds: string[], holder: object): Session {
+    this.forget(id);
+    const session: Session = { id, deviceId, generation, expiresAt: 0, holder, agentIds };
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  /** The session with this id, if held here. */
+  get(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  /**
+   * The claims of a resume token that is valid now (our secret, this deviceId, unexpired) but
+   * names a session not held here — another host may hold it (REDIS_URL).
+   */
+  foreignClaims(token: string, deviceId: string): SessionClaims | undefined {
+    const claims = verifySessionToken(this.secret, token, deviceId);
+    if (claims === undefined || claims.expiresAt <= this.now() || this.sessions.has(claims.sessionId)) return undefined;
+    return claims;
   }
 
   /** Next generation: the previous token stays valid, older ones stop validating. */
@@ -109,7 +137,8 @@ export class SessionStore {
     return forgotten;
   }
 
-  private forget(id: string): void {
+  /** Drops a session (taken over by another host, or evicted). */
+  forget(id: string): void {
     this.detached.delete(id);
     this.sessions.delete(id);
   }
@@ -117,6 +146,7 @@ export class SessionStore {
   private sign(session: Session): IssuedToken {
     const expiresAt = this.now() + this.ttlMs;
     session.expiresAt = expiresAt;
+    this.onChange?.(session);
     return {
       token: issueSessionToken(this.secret, { sessionId: session.id, deviceId: session.deviceId, generation: session.generation, expiresAt }),
       expiresAt,

@@ -12,7 +12,7 @@ import { SecretToken } from "../src/shared/secret-token.js";
 import { formatConnId, parseConnId } from "../src/shared/conn-id.js";
 import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
 import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
-import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
+import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
 import { ErrorCode, GatewayError, isGatewayError, type ErrorBody } from "../src/protocol/errors.js";
 import { CloseCode, CloseReason } from "../src/protocol/close-codes.js";
 import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
@@ -22,7 +22,7 @@ import { OutboundWriter } from "./outbound-writer.js";
 import { Connection } from "./connection.js";
 import { createDeviceRateLimits } from "./device-rate-limits.js";
 import { HeartbeatScheduler } from "./heartbeat.js";
-import { SessionStore } from "./session-store.js";
+import { SessionStore, type IssuedToken, type Session } from "./session-store.js";
 import { RttHistogram } from "../src/shared/rtt-histogram.js";
 import { LoopLag } from "../src/shared/loop-lag.js";
 import { RpcOutcomes } from "./rpc-outcomes.js";
@@ -30,7 +30,7 @@ import { Buffer } from "node:buffer";
 import { EventFanout, SubscriberIndex } from "./event-fanout.js";
 import { validatePublish, EVENT_NAME_RE, type EventFilter } from "../src/protocol/publish.js";
 import type { EventBus } from "../src/shared/event-bus.js";
-import type { CoordinatorAcks, PublishItem, WorkerToCoordinator } from "../src/shared/thread-api.js";
+import type { CoordinatorToWorker, PublishItem, SessionPut, SessionRecord, WorkerToCoordinator } from "../src/shared/thread-api.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
 import { loadAgentRuntime, type AgentRunEvents } from "./agent/agent-runtime.js";
 
@@ -65,18 +65,72 @@ let nextPublishId = 1;
 const publishAcks = new Map<number, (seq: number) => void>();
 let flushQueued = false;
 
-data.coordinator.on("message", (m: CoordinatorAcks) => {
-  for (const [id, seq] of m.acks) {
-    publishAcks.get(id)?.(seq);
-    publishAcks.delete(id);
+data.coordinator.on("message", (m: CoordinatorToWorker) => {
+  switch (m.t) {
+    case "acks":
+      for (const [id, seq] of m.acks) {
+        publishAcks.get(id)?.(seq);
+        publishAcks.delete(id);
+      }
+      return;
+    case "session":
+      sessionLookups.get(m.id)?.(m.record);
+      sessionLookups.delete(m.id);
+      return;
+    case "takenOver":
+      onTakenOver(m.sessionId);
+      return;
   }
 });
+
+// ---- sessions in Redis (REDIS_URL): written through the coordinator, batched per turn ----
+
+const sharedSessions = config.redisUrl !== undefined;
+const dirtySessions = new Set<Session>();
+const sessionLookups = new Map<number, (r: SessionRecord | undefined) => void>();
+let nextLookupId = 1;
+
+function markSessionDirty(session: Session): void {
+  if (!sharedSessions) return;
+  dirtySessions.add(session);
+  queueFlush();
+}
+
+function markConnSessionDirty(conn: Connection): void {
+  if (conn.session !== undefined) markSessionDirty(conn.session);
+}
+
+function lookupSession(sessionId: string): Promise<SessionRecord | undefined> {
+  const id = nextLookupId++;
+  data.coordinator.postMessage({ t: "sessionGet", id, sessionId } satisfies WorkerToCoordinator);
+  return new Promise((resolve) => sessionLookups.set(id, resolve));
+}
+
+/** Another host resumed this session: its connection here ends with 4005, the session moves. */
+function onTakenOver(sessionId: string): void {
+  const session = sessions.get(sessionId);
+  if (session === undefined) return;
+  const holder = session.holder as Connection | undefined;
+  sessions.forget(sessionId);
+  dirtySessions.delete(session);
+  if (holder !== undefined && connections.get(holder.id) === holder) {
+    holder.session = undefined; // it no longer holds the session: its close must not detach it
+    log.debug({ connId: holder.connId, sessionId }, "session resumed on another host: closing 4005");
+    closeConn(holder, CloseCode.SESSION_TAKEN_OVER);
+  }
+}
 
 /** Sends subscriber-count changes, then publishes, to the coordinator: one message each per turn. */
 function flushCoordinator(): void {
   flushQueued = false;
   const deltas = subscribers.takeDeltas();
   if (deltas !== undefined) data.coordinator.postMessage({ t: "subs", deltas } satisfies WorkerToCoordinator);
+  if (dirtySessions.size > 0) {
+    const puts: SessionPut[] = [];
+    for (const s of dirtySessions) puts.push([s.id, s.deviceId, s.generation, s.expiresAt, s.agentIds]);
+    dirtySessions.clear();
+    data.coordinator.postMessage({ t: "sessions", puts } satisfies WorkerToCoordinator);
+  }
   if (publishes.length > 0) {
     data.coordinator.postMessage({ t: "publish", items: publishes } satisfies WorkerToCoordinator);
     publishes = [];
@@ -117,6 +171,7 @@ const loopLag = new LoopLag();
 let invalidPongs = 0;
 
 const sessions = new SessionStore(config.sessionSecret, config.sessionTtlSec * 1000);
+sessions.onChange = markSessionDirty;
 const heartbeat = new HeartbeatScheduler<Connection>(config.heartbeatSec * 1000, {
   ping(conn, seq, ts) {
     out.send(conn.id, conn.encoding, { type: "ping", seq, ts });
@@ -199,7 +254,8 @@ function onFrame(conn: Connection, body: Uint8Array): void {
     return;
   }
   if (!conn.open) {
-    if (frame.type !== "req" || frame.method !== "connect") closeConn(conn, CloseCode.HANDSHAKE);
+    // Nothing may follow connect before its answer (a resume may be waiting on Redis).
+    if (frame.type !== "req" || frame.method !== "connect" || conn.connecting) closeConn(conn, CloseCode.HANDSHAKE);
     else handleConnect(conn, frame);
     return;
   }
@@ -246,33 +302,66 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
     closeConn(conn, CloseCode.UNAUTHORIZED);
     return;
   }
-  let issued;
-  if (p.resumeToken !== undefined) {
-    const session = sessions.find(p.resumeToken, p.deviceId);
-    if (session === undefined) {
-      outcomes.record("connect", ErrorCode.INVALID_SESSION);
-      log.debug({ connId: conn.connId, deviceId: p.deviceId }, "resume refused: invalid session token");
-      replyError(conn, req.id, { code: ErrorCode.INVALID_SESSION, message: "session token is invalid or expired" });
-      closeConn(conn, CloseCode.HANDSHAKE);
-      return;
-    }
-    const previous = sessions.attach(session, conn) as Connection | undefined;
-    if (previous !== undefined && connections.get(previous.id) === previous) {
-      previous.session = undefined; // it no longer holds the session: its close must not detach it
-      closeConn(previous, CloseCode.SESSION_TAKEN_OVER);
-    }
-    for (const a of p.agentIds) if (!session.agentIds.includes(a) && session.agentIds.length < MAX_AGENT_IDS) session.agentIds.push(a);
-    conn.session = session;
-    issued = sessions.rotate(session);
-  } else {
+  if (p.resumeToken === undefined) {
     const created = sessions.create(p.deviceId, conn, p.agentIds);
     conn.session = created.session;
-    issued = created.token;
+    acceptConnect(conn, req, p, created.token);
+    return;
   }
+  const session = sessions.find(p.resumeToken, p.deviceId);
+  if (session !== undefined) {
+    resumeSession(conn, req, p, session);
+    return;
+  }
+  const claims = sharedSessions ? sessions.foreignClaims(p.resumeToken, p.deviceId) : undefined;
+  if (claims === undefined) {
+    refuseResume(conn, req);
+    return;
+  }
+  // Valid token for a session held on another host (or lost here): ask Redis, asynchronously.
+  conn.connecting = true;
+  void lookupSession(claims.sessionId).then((record) => {
+    conn.connecting = false;
+    if (connections.get(conn.id) !== conn) return; // left meanwhile
+    const fresh = record !== undefined && record.deviceId === p.deviceId && (claims.generation === record.generation || claims.generation === record.generation - 1);
+    // Re-check locally: a resume racing this one may have brought the session here.
+    const local = sessions.find(p.resumeToken!, p.deviceId);
+    if (local !== undefined) resumeSession(conn, req, p, local);
+    else if (!fresh) refuseResume(conn, req);
+    else {
+      const adopted = sessions.adopt(claims.sessionId, p.deviceId, record.generation, record.agentIds.slice(0, MAX_AGENT_IDS), conn);
+      data.coordinator.postMessage({ t: "takeover", sessionId: claims.sessionId, deviceId: p.deviceId } satisfies WorkerToCoordinator);
+      resumeSession(conn, req, p, adopted);
+    }
+    flushCoordinator();
+    out.notify();
+  });
+}
+
+function refuseResume(conn: Connection, req: ReqFrame): void {
+  outcomes.record("connect", ErrorCode.INVALID_SESSION);
+  log.debug({ connId: conn.connId }, "resume refused: invalid session token");
+  replyError(conn, req.id, { code: ErrorCode.INVALID_SESSION, message: "session token is invalid or expired" });
+  closeConn(conn, CloseCode.HANDSHAKE);
+}
+
+function resumeSession(conn: Connection, req: ReqFrame, p: ConnectParams, session: Session): void {
+  const previous = sessions.attach(session, conn) as Connection | undefined;
+  if (previous !== undefined && previous !== conn && connections.get(previous.id) === previous) {
+    previous.session = undefined; // it no longer holds the session: its close must not detach it
+    closeConn(previous, CloseCode.SESSION_TAKEN_OVER);
+  }
+  for (const a of p.agentIds) if (!session.agentIds.includes(a) && session.agentIds.length < MAX_AGENT_IDS) session.agentIds.push(a);
+  conn.session = session;
+  acceptConnect(conn, req, p, sessions.rotate(session));
+}
+
+function acceptConnect(conn: Connection, req: ReqFrame, p: ConnectParams, issued: IssuedToken): void {
+  const session = conn.session!;
   conn.deviceId = p.deviceId;
   conn.role = p.role;
-  conn.sessionId = conn.session.id;
-  conn.agentIds = conn.session.agentIds;
+  conn.sessionId = session.id;
+  conn.agentIds = session.agentIds;
   conn.open = true;
   heartbeat.add(conn);
   subscribers.add(conn);
@@ -296,6 +385,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
     },
   });
   log.debug({ connId: conn.connId, deviceId: conn.deviceId, role: conn.role, resumed: p.resumeToken !== undefined }, "connected");
+  if (p.resumeToken !== undefined) markSessionDirty(session); // agentIds may have grown
 }
 
 /** A valid pong (answering an unanswered ping) rotates the session token: one refresh per pong. */
@@ -476,6 +566,7 @@ registry.registerTable({
         set.push(a);
         subscribers.follow(ctx as Connection, a);
       }
+      markConnSessionDirty(ctx as Connection);
       return { agentIds: [...set] };
     },
   },
@@ -489,6 +580,7 @@ registry.registerTable({
           subscribers.unfollow(ctx as Connection, a);
         }
       }
+      markConnSessionDirty(ctx as Connection);
       return { agentIds: [...set] };
     },
   },

@@ -30,6 +30,8 @@ interface ConnData {
   readonly openedAt: number;
   /** -1 until the first frame (connect) chose a shard. */
   shard: number;
+  /** `/ws?deviceId=` for load balancers (§11): connect must name the same device. */
+  readonly deviceIdParam: string | undefined;
 }
 type Socket = WebSocket<ConnData>;
 
@@ -117,7 +119,7 @@ export class GatewayServer {
       }),
     );
     this.app.post("/v1/events", this.http((res, req, cors) => this.onPublish(res, req, cors)));
-    const metrics = new GatewayMetrics(pool, this);
+    const metrics = new GatewayMetrics(pool, this, { backplane: config.redisUrl !== undefined });
     this.app.get(
       "/metrics",
       this.http((res, _req, cors) => {
@@ -225,7 +227,8 @@ export class GatewayServer {
       this.refuseOrigin(res, "upgrade", origin);
       return;
     }
-    const encoding = parseEncoding(new URLSearchParams(req.getQuery() ?? "").get("encoding"));
+    const query = new URLSearchParams(req.getQuery() ?? "");
+    const encoding = parseEncoding(query.get("encoding"));
     if (this.draining) {
       sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "server is draining" } });
       return;
@@ -248,7 +251,9 @@ export class GatewayServer {
       );
       return;
     }
-    const data: ConnData = { id: this.allocateId(), queue: undefined, encoding, openedAt: Date.now(), shard: -1 };
+    // Kept only until connect; a value longer than any deviceId cannot match, so it is cut there.
+    const deviceIdParam = query.get("deviceId")?.slice(0, 129) ?? undefined;
+    const data: ConnData = { id: this.allocateId(), queue: undefined, encoding, openedAt: Date.now(), shard: -1, deviceIdParam };
     res.upgrade(data, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), ctx);
   }
 
@@ -329,6 +334,11 @@ export class GatewayServer {
     if (deviceId === undefined || id === null) {
       const message = id === null ? "req.id must be a string or an integer" : "params.deviceId is required: 1..128 chars of [A-Za-z0-9._:-]";
       this.replyError(ws, d, id, ErrorCode.BAD_REQUEST, message);
+      this.close(ws, CloseCode.HANDSHAKE);
+      return;
+    }
+    if (d.deviceIdParam !== undefined && d.deviceIdParam !== deviceId) {
+      this.replyError(ws, d, id, ErrorCode.BAD_REQUEST, "params.deviceId must equal the deviceId query parameter");
       this.close(ws, CloseCode.HANDSHAKE);
       return;
     }

@@ -4,7 +4,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Metric } from "prom-client";
 import type { ShardPool } from "./shard-pool.js";
 import type { CoordinatorStats } from "../shared/thread-api.js";
-import { RTT_BUCKETS_SEC } from "../shared/rtt-histogram.js";
+import { RTT_BUCKETS_SEC, type RttSnapshot } from "../shared/rtt-histogram.js";
 import { LoopLag, type LoopLagSnapshot } from "../shared/loop-lag.js";
 
 export interface MainCounters {
@@ -25,7 +25,7 @@ export class GatewayMetrics {
   private workerStats: ReturnType<ShardPool["stats"]> | undefined;
   private coordinatorStats: Promise<CoordinatorStats> | undefined;
 
-  constructor(realPool: ShardPool, main: MainCounters) {
+  constructor(realPool: ShardPool, main: MainCounters, opts: { backplane: boolean } = { backplane: false }) {
     const pool = {
       stats: () => (this.workerStats ??= realPool.stats()),
       coordinator: { stats: () => (this.coordinatorStats ??= Promise.resolve(realPool.coordinator.stats())) },
@@ -88,7 +88,9 @@ export class GatewayMetrics {
         this.inc({ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun));
       },
     });
-    this.registerRttHistogram(pool);
+    this.registerHistogram("gateway_heartbeat_rtt_seconds", "Heartbeat round trip: ping sent → valid pong received (socket worker clock)", async () =>
+      (await pool.stats()).map((s) => s.heartbeat.rtt),
+    );
     counter("gateway_heartbeat_timeouts_total", "Connections closed 4002: no valid pong within two heartbeat intervals", () => sumWorkers((s) => s.heartbeat.timeouts));
     counter("gateway_session_rotations_total", "Session tokens issued by rotation (valid pongs and resumes)", () => sumWorkers((s) => s.heartbeat.rotations));
     counter("gateway_heartbeat_invalid_pongs_total", "Pongs ignored because no unanswered ping had their seq", () => sumWorkers((s) => s.heartbeat.invalidPongs));
@@ -130,6 +132,7 @@ export class GatewayMetrics {
         this.inc({ kind: "http" }, main.originRefusals.http);
       },
     });
+    if (opts.backplane) this.registerBackplane(pool.coordinator);
     const mainLag = new LoopLag();
     new Gauge({
       name: "gateway_event_loop_lag_seconds",
@@ -150,10 +153,42 @@ export class GatewayMetrics {
     });
   }
 
-  /** Sums the workers' RTT histograms into one Prometheus histogram at scrape time. */
-  private registerRttHistogram(pool: Pick<ShardPool, "stats">): void {
-    const name = "gateway_heartbeat_rtt_seconds";
-    const help = "Heartbeat round trip: ping sent → valid pong received (socket worker clock)";
+  /** REDIS_URL: state, traffic and lag of the Redis backplane (coordinator thread). */
+  private registerBackplane(coordinator: { stats(): Promise<CoordinatorStats> }): void {
+    const r = [this.registry];
+    const read = async () => (await coordinator.stats()).backplane;
+    new Gauge({
+      name: "gateway_backplane_up",
+      help: "1 while both Redis connections (publish, subscribe) are ready, else 0",
+      registers: r,
+      async collect() {
+        this.set((await read())?.up === true ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "gateway_backplane_messages_total",
+      help: "Backplane traffic: out = local broadcasts sent to Redis, in = broadcasts received from other hosts, dropped = not sent (Redis down or slow), session_writes, takeovers (sessions resumed elsewhere)",
+      labelNames: ["kind"],
+      registers: r,
+      async collect() {
+        this.reset();
+        const b = await read();
+        if (b === undefined) return;
+        this.inc({ kind: "out" }, b.published);
+        this.inc({ kind: "in" }, b.received);
+        this.inc({ kind: "dropped" }, b.dropped);
+        this.inc({ kind: "session_writes" }, b.sessionWrites);
+        this.inc({ kind: "takeovers" }, b.takeovers);
+      },
+    });
+    this.registerHistogram("gateway_backplane_lag_seconds", "Redis round trip of this host's own broadcasts (publish → message back on the subscription)", async () => {
+      const b = await read();
+      return b === undefined ? [] : [b.lag];
+    });
+  }
+
+  /** Sums RTT-bucketed snapshots (from any threads) into one Prometheus histogram at scrape time. */
+  private registerHistogram(name: string, help: string, read: () => Promise<RttSnapshot[]>): void {
     const metric = {
       name,
       help,
@@ -165,10 +200,10 @@ export class GatewayMetrics {
         const buckets = new Array<number>(RTT_BUCKETS_SEC.length).fill(0);
         let sum = 0;
         let count = 0;
-        for (const s of await pool.stats()) {
-          s.heartbeat.rtt.buckets.forEach((c, i) => (buckets[i]! += c));
-          sum += s.heartbeat.rtt.sum;
-          count += s.heartbeat.rtt.count;
+        for (const snap of await read()) {
+          snap.buckets.forEach((c, i) => (buckets[i]! += c));
+          sum += snap.sum;
+          count += snap.count;
         }
         const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = RTT_BUCKETS_SEC.map((le, i) => ({
           labels: { le },

@@ -70,13 +70,53 @@ export interface PublishItem {
 /** Subscriber-count change of a shard: scope 0 = all connected, 1 = agentId, 2 = role. */
 export type SubscriptionDelta = [scope: 0 | 1 | 2, key: string, delta: number];
 
+/** A session's state written to Redis (REDIS_URL): TTL = expiresAt − now. */
+export type SessionPut = [sessionId: string, deviceId: string, generation: number, expiresAt: number, agentIds: string[]];
+
+/** A session read back from Redis for a resume on another host. */
+export interface SessionRecord {
+  deviceId: string;
+  generation: number;
+  agentIds: string[];
+}
+
 /** socket worker → coordinator, over their MessagePort, at most one of each per pump turn. */
-export type WorkerToCoordinator = { t: "publish"; items: PublishItem[] } | { t: "subs"; deltas: SubscriptionDelta[] };
+export type WorkerToCoordinator =
+  | { t: "publish"; items: PublishItem[] }
+  | { t: "subs"; deltas: SubscriptionDelta[] }
+  /** REDIS_URL only: sessions created, rotated, resubscribed or detached this turn. */
+  | { t: "sessions"; puts: SessionPut[] }
+  /** REDIS_URL only: a resume named a session this worker does not hold. */
+  | { t: "sessionGet"; id: number; sessionId: string }
+  /** REDIS_URL only: this worker resumed a session from Redis; close it on other hosts. */
+  | { t: "takeover"; sessionId: string; deviceId: string };
 
 /** coordinator → socket worker: the seq stamped on each published item. */
 export interface CoordinatorAcks {
   t: "acks";
   acks: Array<[id: number, seq: number]>;
+}
+
+export type CoordinatorToWorker =
+  | CoordinatorAcks
+  | { t: "session"; id: number; record: SessionRecord | undefined }
+  /** Another host resumed this session: close its connection here with 4005. */
+  | { t: "takenOver"; sessionId: string };
+
+export interface BackplaneStats {
+  up: boolean;
+  inFlight: number;
+  /** Local broadcasts sent to Redis. */
+  published: number;
+  /** Broadcasts received from other hosts. */
+  received: number;
+  /** Messages and session writes not sent (Redis down, or too many in flight). */
+  dropped: number;
+  errors: number;
+  sessionWrites: number;
+  takeovers: number;
+  /** Publish → own message back from Redis. */
+  lag: RttSnapshot;
 }
 
 export interface CoordinatorStats {
@@ -89,6 +129,8 @@ export interface CoordinatorStats {
   shardOverflow: number;
   seq: number;
   eventLoopLagSec: LoopLagSnapshot;
+  /** Present when REDIS_URL is set. */
+  backplane?: BackplaneStats;
 }
 
 export interface CoordinatorApi {

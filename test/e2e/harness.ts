@@ -89,6 +89,8 @@ export class TestClient {
   private waiters: Array<() => void> = [];
   closeCode: number | undefined;
   closeReason = "";
+  /** The hello payload of the last successful connect. */
+  hello: Record<string, unknown> | undefined;
   readonly closed: Promise<number>;
   readonly opened: Promise<void>;
 
@@ -154,7 +156,8 @@ export class TestClient {
     await this.opened;
     const res = await this.request("connect", params, "hello");
     if (res.ok !== true) throw new Error(`connect refused: ${JSON.stringify(res)}`);
-    return res.payload as Record<string, unknown>;
+    this.hello = res.payload as Record<string, unknown>;
+    return this.hello;
   }
 
   close(): void {
