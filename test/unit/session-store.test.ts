@@ -267,3 +267,44 @@ describe("cap on detached sessions", () => {
     expect(store.find(store.rotate(late.session).token, "dev-late")).toBe(late.session);
   });
 });
+
+describe("sessions shared through Redis (REDIS_URL)", () => {
+  it("foreignClaims: a valid token of a session not held here yields its claims; held, expired, forged or other-device tokens do not", () => {
+    const { store: a } = makeStore();
+    const { store: b, clock } = makeStore();
+    const { session, token } = a.create("dev-1", holder("on-a"), ["agent-x"]);
+    expect(b.find(token.token, "dev-1")).toBeUndefined(); // b does not hold it
+    expect(b.foreignClaims(token.token, "dev-1")).toMatchObject({ sessionId: session.id, deviceId: "dev-1", generation: 0 });
+    expect(a.foreignClaims(token.token, "dev-1")).toBeUndefined(); // held here: find() is the way
+    expect(b.foreignClaims(token.token, "dev-2")).toBeUndefined();
+    expect(b.foreignClaims(token.token.slice(0, -1) + (token.token.endsWith("A") ? "B" : "A"), "dev-1")).toBeUndefined();
+    clock.t += TTL;
+    expect(b.foreignClaims(token.token, "dev-1")).toBeUndefined();
+  });
+
+  it("adopt takes the stored generation; the next rotation's token and the one before validate, older do not", () => {
+    const { store: a } = makeStore();
+    const { store: b } = makeStore();
+    const { session } = a.create("dev-1", holder("on-a"), []);
+    const t1 = a.rotate(session); // generation 1
+    a.rotate(session); // generation 2 (newest on a)
+    const adopted = b.adopt(session.id, "dev-1", session.generation, ["agent-x"], holder("on-b"));
+    expect(adopted).toMatchObject({ id: session.id, generation: 2, agentIds: ["agent-x"] });
+    const t3 = b.rotate(adopted); // generation 3
+    expect(b.find(t3.token, "dev-1")).toBe(adopted);
+    expect(b.find(t1.token, "dev-1")).toBeUndefined(); // generation 1 < 3 − 1
+    expect(b.get(session.id)).toBe(adopted);
+  });
+
+  it("onChange fires on create and rotate (what REDIS_URL writes), and forget drops a session", () => {
+    const { store } = makeStore();
+    const changed: Session[] = [];
+    store.onChange = (s) => changed.push(s);
+    const { session } = store.create("dev-1", holder("h"), []);
+    store.rotate(session);
+    expect(changed).toEqual([session, session]);
+    store.forget(session.id);
+    expect(store.get(session.id)).toBeUndefined();
+    expect(store.size).toBe(0);
+  });
+});
