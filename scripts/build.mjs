@@ -11,6 +11,8 @@ const entryPoints = {
   "workers/socket-worker": "workers/socket-worker.ts",
   "workers/handler-task": "workers/handler-task.ts",
   "workers/coordinator": "workers/coordinator.ts",
+  // Client SDK for Node (package export "./client"); `ws` and msgpackr stay external.
+  client: "src/client/index.ts",
 };
 for (const f of readdirSync(join(root, "load"))) {
   if (f.endsWith(".ts") && !f.endsWith(".d.ts")) entryPoints[`load/${f.slice(0, -3)}`] = `load/${f}`;
@@ -40,6 +42,20 @@ await build({
   format: "esm",
   target: "node20",
   packages: "external",
+  sourcemap: "linked",
+  logLevel: "warning",
+});
+
+// Client SDK for browsers (package export "./client", condition "browser"): one self-contained
+// ES module with msgpackr bundled in and no `ws` (it uses the global WebSocket).
+await build({
+  absWorkingDir: root,
+  entryPoints: { "client.browser": "src/client/browser.ts" },
+  outdir: "dist",
+  bundle: true,
+  platform: "browser",
+  format: "esm",
+  target: "es2022",
   sourcemap: "linked",
   logLevel: "warning",
 });
