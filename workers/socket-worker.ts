@@ -28,7 +28,7 @@ import { LoopLag } from "../src/shared/loop-lag.js";
 import { RpcOutcomes } from "./rpc-outcomes.js";
 import { Buffer } from "node:buffer";
 import { EventFanout, SubscriberIndex } from "./event-fanout.js";
-import { validatePublish, EVENT_NAME_RE, type EventFilter } from "../src/protocol/publish.js";
+import { validatePublish, EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD, type EventFilter } from "../src/protocol/publish.js";
 import type { EventBus } from "../src/shared/event-bus.js";
 import type { CoordinatorToWorker, PublishItem, SessionPut, SessionRecord, WorkerToCoordinator } from "../src/shared/thread-api.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
@@ -145,8 +145,10 @@ function queueFlush(): void {
 const bus: EventBus = {
   broadcast(event, payload, filter?: EventFilter) {
     if (!EVENT_NAME_RE.test(event)) return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, "invalid event name"));
+    const payloadJson = payloadToJson(payload);
+    if (payloadJson === undefined) return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, UNENCODABLE_PAYLOAD));
     const id = nextPublishId++;
-    const item: PublishItem = { id, event, payloadJson: JSON.stringify(payload) ?? "null" };
+    const item: PublishItem = { id, event, payloadJson };
     if (filter?.agentId !== undefined) item.agentId = filter.agentId;
     if (filter?.role !== undefined) item.role = filter.role;
     publishes.push(item);
@@ -157,7 +159,12 @@ const bus: EventBus = {
     const n = parseConnId(instanceId, connectionId);
     const conn = n === undefined ? undefined : connections.get(n);
     if (conn === undefined || !conn.open) return false;
-    out.send(conn.id, conn.encoding, { type: "event", event, payload }, true);
+    try {
+      out.send(conn.id, conn.encoding, { type: "event", event, payload }, true);
+    } catch (err) {
+      log.debug({ connectionId, event, err: String(err) }, "bus.send: payload cannot be encoded");
+      return false;
+    }
     out.notify();
     return true;
   },
@@ -602,7 +609,10 @@ registry.registerTable({
 /** A run's events go to the subscribers of its agentId. */
 const runEventsFor = (run: { agentId: string }): AgentRunEvents => ({
   emit(event, payload) {
-    void bus.broadcast(event as string, payload as unknown, { agentId: run.agentId });
+    // A run's events must never take the worker down: an unencodable output is logged, dropped.
+    bus.broadcast(event as string, payload as unknown, { agentId: run.agentId }).catch((err: unknown) => {
+      log.warn({ agentId: run.agentId, event, err: isGatewayError(err) ? err.message : String(err) }, "agent run event not broadcast");
+    });
   },
 });
 

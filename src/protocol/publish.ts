@@ -16,6 +16,20 @@ export interface PublishRequest {
 
 export const EVENT_NAME_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+export const UNENCODABLE_PAYLOAD = "payload cannot be encoded as JSON (BigInt, cycle, or nested too deeply)";
+
+/**
+ * A broadcast payload as JSON text, or undefined when JSON cannot encode it. Never throws:
+ * payloads come from clients (msgpack BigInts, 100 000-deep arrays) and from handler code.
+ */
+export function payloadToJson(payload: unknown): string | undefined {
+  try {
+    return JSON.stringify(payload) ?? "null";
+  } catch {
+    return undefined;
+  }
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -15,7 +15,7 @@ import type { Shard, ShardPool } from "./shard-pool.js";
 import { sendBody, sendJson } from "./http-response.js";
 import { GatewayMetrics } from "./metrics.js";
 import { HIGH_WATER_BYTES, OutboundQueue } from "./outbound-queue.js";
-import { validatePublish } from "../protocol/publish.js";
+import { payloadToJson, UNENCODABLE_PAYLOAD, validatePublish } from "../protocol/publish.js";
 import { SecretToken } from "../shared/secret-token.js";
 import { parseConnId } from "../shared/conn-id.js";
 import { SlidingWindowLimiter, formatRetryAfterSeconds } from "../shared/sliding-window-limiter.js";
@@ -597,7 +597,12 @@ export class GatewayServer {
       sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: p } }, cors);
       return;
     }
-    this.pool.coordinator.publish(p.event, JSON.stringify(p.payload) ?? "null", p.filter.agentId, p.filter.role).then(
+    const payloadJson = payloadToJson(p.payload);
+    if (payloadJson === undefined) {
+      sendJson(res, 400, { error: { code: ErrorCode.BAD_REQUEST, message: UNENCODABLE_PAYLOAD } }, cors);
+      return;
+    }
+    this.pool.coordinator.publish(p.event, payloadJson, p.filter.agentId, p.filter.role).then(
       (seq) => {
         if (!isAborted()) sendJson(res, 202, { accepted: true, seq }, cors);
       },
