@@ -40,6 +40,19 @@ const ENDPOINT_METHODS: Readonly<Record<string, string>> = { "/healthz": "GET", 
 type CorsHeaders = Record<string, string> | undefined;
 type HttpHandler = (res: HttpResponse, req: HttpRequest, cors: CorsHeaders) => void;
 
+/**
+ * Every X-Forwarded-For line, comma-joined in order (RFC 9110 §5.3): uWS's getHeader returns
+ * only the first, and a proxy that appends its own line would leave the client's forged first
+ * line as the rate-limit key.
+ */
+function forwardedFor(req: HttpRequest): string {
+  let joined = "";
+  req.forEach((name, value) => {
+    if (name === "x-forwarded-for") joined = joined === "" ? value : `${joined},${value}`;
+  });
+  return joined;
+}
+
 /** Retry hint when a shard's inbound ring is full (the worker is behind). */
 const RING_FULL_RETRY_MS = 100;
 
@@ -262,7 +275,7 @@ export class GatewayServer {
     const peerText = Buffer.from(res.getRemoteAddressAsText()).toString("latin1");
     const peer = parsePeerAddress(peerText);
     if (peer === undefined) return peerText; // cannot happen with a TCP peer; still a stable key
-    const xff = this.trustedProxies.empty ? "" : req.getHeader("x-forwarded-for");
+    const xff = this.trustedProxies.empty ? "" : forwardedFor(req);
     return rateLimitKey(resolveClientIp(peer, xff, this.trustedProxies));
   }
 

@@ -8,7 +8,7 @@ import WebSocket from "ws";
 import { connected, httpGet, startGateway, TestClient, type Gateway } from "./harness.js";
 
 /** Attempts an upgrade; resolves 101 on success (and closes), else the HTTP status with headers and body. */
-function tryUpgrade(gw: Gateway, headers: Record<string, string> = {}): Promise<{ status: number; retryAfter?: string; body?: unknown }> {
+function tryUpgrade(gw: Gateway, headers: Record<string, string | string[]> = {}): Promise<{ status: number; retryAfter?: string; body?: unknown }> {
   return new Promise((resolve) => {
     const ws = new WebSocket(gw.url, { headers });
     ws.on("open", () => {
@@ -80,6 +80,15 @@ describe("client IP behind a trusted proxy", () => {
     expect((await via("1.1.1.1, 203.0.113.5")).status).toBe(101); // spoofed left-most entry
     expect((await via("9.9.9.9, 203.0.113.5, 10.1.2.3")).status).toBe(429); // 10.x is a trusted hop
     expect((await via("203.0.113.6")).status).toBe(101); // another client has its own budget
+  });
+
+  it("reads every X-Forwarded-For line as one list (a proxy may append its own line)", async () => {
+    // Lines [forged, real]: the right-most untrusted entry is the real client, 198.51.100.1.
+    const lines = (...l: string[]) => tryUpgrade(gw, { "X-Forwarded-For": l });
+    expect((await lines("203.0.113.77", "198.51.100.1")).status).toBe(101);
+    expect((await lines("203.0.113.78", "198.51.100.1")).status).toBe(101);
+    expect((await lines("203.0.113.79", "198.51.100.1")).status).toBe(429); // a new forged line does not help
+    expect((await lines("198.51.100.1", "198.51.100.2")).status).toBe(101); // the last line decides
   });
 
   it("keys IPv6 clients by their /64", async () => {
