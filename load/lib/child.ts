@@ -1,6 +1,7 @@
 // Child processes of a benchmark parent: spawn with an optional raised fd limit, keep the tail of
 // their output, stop them, and kill every one still alive when the parent is interrupted or exits.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
 
 export interface Child {
   child: ChildProcess;
@@ -101,4 +102,17 @@ export function fdLimits(): { soft: number; hard: number } {
   const [soft, hard] = (r.stdout ?? "").trim().split(/\s+/).map((v) => (v === "unlimited" ? Infinity : Number(v)));
   const ok = (v: number | undefined): v is number => v !== undefined && (v === Infinity || (Number.isInteger(v) && v > 0));
   return ok(soft) && ok(hard) ? { soft, hard } : { soft: 1024, hard: 1024 };
+}
+
+/** Calls `fn` with each line of `stream` that parses as JSON (a child's JSON-lines stdout); other lines are skipped. */
+export function onJsonLines<T>(stream: NodeJS.ReadableStream, fn: (msg: T) => void): void {
+  createInterface({ input: stream }).on("line", (line) => {
+    let msg: T;
+    try {
+      msg = JSON.parse(line) as T;
+    } catch {
+      return;
+    }
+    fn(msg);
+  });
 }

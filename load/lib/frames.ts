@@ -36,6 +36,11 @@ export function maskedFrame(payload: Buffer | string, opcode = OP_TEXT): Buffer 
   return out;
 }
 
+/** Status code (1005 when absent) and reason of a close frame's unmasked payload. */
+export function closeOf(payload: Buffer): { code: number; reason: string } {
+  return { code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005, reason: payload.subarray(2).toString("utf8") };
+}
+
 export interface UpgradeRequest {
   request: Buffer;
   expectedAccept: string;

@@ -15,6 +15,15 @@ export interface LatencySummary {
   max: number;
 }
 
+/** A histogram's samples in a compact, mergeable form (e.g. to post between threads or save as JSON). */
+export interface HistogramData {
+  n: number;
+  sum: number;
+  max: number;
+  /** Non-empty buckets, flattened: [bucket index, count, bucket index, count, …]. */
+  buckets: number[];
+}
+
 export class Histogram {
   private readonly counts = new Float64Array(LINEAR + MAGNITUDES * SUB);
   private n = 0;
@@ -51,6 +60,43 @@ export class Histogram {
       if (seen >= target) return Math.min(valueOf(i), this.maxSeen);
     }
     return this.maxSeen;
+  }
+
+  /** The samples as HistogramData (non-empty buckets only). */
+  toData(): HistogramData {
+    const buckets: number[] = [];
+    for (let i = 0; i < this.counts.length; i++) {
+      const c = this.counts[i] as number;
+      if (c > 0) buckets.push(i, c);
+    }
+    return { n: this.n, sum: this.sum, max: this.maxSeen, buckets };
+  }
+
+  /** Adds the samples of `d` (from `toData`, possibly of another thread's histogram). */
+  add(d: HistogramData): void {
+    for (let k = 0; k + 1 < d.buckets.length; k += 2) {
+      const i = d.buckets[k] as number;
+      this.counts[i] = (this.counts[i] as number) + (d.buckets[k + 1] as number);
+    }
+    this.n += d.n;
+    this.sum += d.sum;
+    if (d.max > this.maxSeen) this.maxSeen = d.max;
+  }
+
+  static from(...parts: HistogramData[]): Histogram {
+    const h = new Histogram();
+    for (const d of parts) h.add(d);
+    return h;
+  }
+
+  /** Non-empty buckets as [upper edge, count], ascending (the top one capped at the largest sample). */
+  entries(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (let i = 0; i < this.counts.length; i++) {
+      const c = this.counts[i] as number;
+      if (c > 0) out.push([Math.min(valueOf(i), this.maxSeen), c]);
+    }
+    return out;
   }
 
   summary(): LatencySummary {
