@@ -177,8 +177,8 @@ export class Publisher {
     };
     const req = http.request(
       {
-        host: this.cfg.host,
-        port: this.cfg.port,
+        host: this.cfg.publishHost,
+        port: this.cfg.publishPort,
         path: "/v1/events",
         method: "POST",
         agent: this.agent,

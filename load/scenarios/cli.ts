@@ -23,6 +23,8 @@ export interface Options {
   threads: number;
   /** An existing gateway, or null: the runner starts its own. */
   target: Target | null;
+  /** broadcast: publish to this gateway instead (subscribers stay on --url): cross-host runs. */
+  publishTarget: Target | null;
   token: string | null;
   adminToken: string | null;
   outDir: string;
@@ -56,7 +58,7 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
   },
   broadcast: {
     about: "--conns subscribers, a publisher POSTing /v1/events at --rate events/s: publish→receive latency, deliveries/s, missing/duplicates",
-    flags: ["conns", "rate", "admin-token", "subscribe-via", "payload-bytes"],
+    flags: ["conns", "rate", "admin-token", "subscribe-via", "payload-bytes", "publish-url"],
     conns: 100,
     rate: 50,
   },
@@ -107,6 +109,8 @@ per scenario:
                           one for the self-started gateway)
   --subscribe-via V       broadcast: connect (agentIds in connect), subscribe (events.subscribe)
                           or mixed (alternating; default)
+  --publish-url ws://H:P  broadcast with --url: the publisher POSTs to this gateway instead, so
+                          every delivery crosses hosts (REDIS_URL backplane)
   --hold S                connect-storm: seconds each connection stays open after its hello (0)
 
 Writes load/results/<scenario>-<time>.json and .html (latency histogram, throughput over time).`;
@@ -207,6 +211,9 @@ export function parseOptions(
     const bad = SELF_STARTED_ONLY.filter((f) => flags.has(f) || (f === "gateway-env" && gatewayEnvGiven));
     if (bad.length > 0) throw new UsageError(`${bad.map((f) => `--${f}`).join(", ")}: only for the self-started gateway, not with --url`);
   }
+  const publishUrl = flags.get("publish-url");
+  if (publishUrl !== undefined && !target) throw new UsageError("--publish-url needs --url (subscribers on --url, publisher on --publish-url)");
+  const publishTarget = publishUrl === undefined ? null : parseTarget(publishUrl);
   const conns = spec.flags.includes("conns") ? num(flags, "conns", spec.conns, { min: 1, max: 1_000_000, integer: true }) : 0;
   const rate = spec.flags.includes("rate") ? num(flags, "rate", spec.rate, { min: 0.1, max: 1_000_000 }) : 0;
   const threads = num(flags, "threads", 1, { min: 1, max: 64, integer: true });
@@ -228,6 +235,7 @@ export function parseOptions(
     rate,
     threads,
     target,
+    publishTarget,
     token: flags.get("token") ?? env.GATEWAY_TOKEN ?? null,
     adminToken,
     outDir: resolve(cwd, strFlag(flags, "out", defaults.outDir)),

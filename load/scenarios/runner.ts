@@ -174,6 +174,8 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
     host,
     port,
     wsPath,
+    publishHost: opts.publishTarget?.host ?? host,
+    publishPort: opts.publishTarget?.port ?? port,
     durationSec: opts.durationSec,
     threads: opts.threads,
     conns: opts.conns,

@@ -16,6 +16,9 @@ export interface ClientConfig {
   port: number;
   /** Upgrade request target, e.g. `/ws?encoding=json`. */
   wsPath: string;
+  /** broadcast: the gateway the publisher POSTs to (another host: cross-host delivery). */
+  publishHost: string;
+  publishPort: number;
   durationSec: number;
   threads: number;
   conns: number;
