@@ -3,6 +3,7 @@
 import { build } from "esbuild";
 import { readdirSync, statSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 
 const root = new URL("..", import.meta.url).pathname;
 const entryPoints = {
@@ -59,3 +60,13 @@ await build({
   sourcemap: "linked",
   logLevel: "warning",
 });
+
+// Type declarations of the client SDK for TypeScript users of "<package>/client" (esbuild emits
+// none). Skipped, with a note, where typescript is not installed (production installs).
+const tsc = join(root, "node_modules/typescript/bin/tsc");
+if (existsSync(tsc)) {
+  const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.client-types.json"], { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+} else {
+  console.warn("typescript not installed: dist/types (client declarations) not built");
+}
