@@ -5,7 +5,7 @@
 // Never blocks anyone: publishes are fire-and-forget with a bound on commands in flight, no
 // offline queue (while Redis is down, cross-host traffic is dropped and counted; local delivery
 // is not affected), session lookups time out. State changes are logged once each.
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { pack, unpack } from "msgpackr";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "../src/shared/logger.js";
@@ -63,7 +63,14 @@ export class RedisBackplane {
   private readonly lag = new RttHistogram();
   private readonly counts = { published: 0, received: 0, dropped: 0, errors: 0, sessionWrites: 0, takeovers: 0 };
 
-  constructor(
+  /** Loads ioredis only here, so a single-host gateway never loads it. */
+  static async create(url: string, log: Logger, hooks: BackplaneHooks): Promise<RedisBackplane> {
+    const { Redis: RedisClient } = await import("ioredis");
+    return new RedisBackplane(RedisClient, url, log, hooks);
+  }
+
+  private constructor(
+    RedisClient: typeof Redis,
     url: string,
     private readonly log: Logger,
     private readonly hooks: BackplaneHooks,
@@ -75,10 +82,10 @@ export class RedisBackplane {
       retryStrategy: (times: number) => reconnectDelay(times),
       connectionName: "ws-gateway",
     };
-    this.pub = new Redis(url, opts) as SessionRedis;
+    this.pub = new RedisClient(url, opts) as SessionRedis;
     this.pub.defineCommand("putSession", { numberOfKeys: 1, lua: PUT_SESSION_LUA });
     // Its SUBSCRIBE waits for the connection and is renewed on every reconnect.
-    this.sub = new Redis(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.sub = new RedisClient(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
     for (const [name, conn] of [
       ["publisher", this.pub],
       ["subscriber", this.sub],

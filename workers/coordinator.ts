@@ -185,7 +185,7 @@ function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
 let backplane: RedisBackplane | undefined;
 if (config.redisUrl !== undefined) {
   const { RedisBackplane } = await import("./backplane.js");
-  backplane = new RedisBackplane(config.redisUrl, log, {
+  backplane = await RedisBackplane.create(config.redisUrl, log, {
     onEvent(e) {
       stamp(e.event, e.payloadJson, e.agentId, e.role); // stamped with this host's seq; never sent back
       scheduleDoorbells();
