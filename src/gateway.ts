@@ -8,7 +8,7 @@ import { createLogger, type Logger } from "./shared/logger.js";
 import { ShardPool } from "./server/shard-pool.js";
 import { GatewayServer } from "./server/gateway-server.js";
 import { CloseCode } from "./protocol/close-codes.js";
-import { EVENT_NAME_RE } from "./protocol/publish.js";
+import { EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD } from "./protocol/publish.js";
 import type { EventBus } from "./shared/event-bus.js";
 
 export { loadConfig, ConfigError, type GatewayConfig } from "./config.js";
@@ -40,7 +40,9 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const bus: EventBus = {
     async broadcast(event, payload, filter) {
       if (!EVENT_NAME_RE.test(event)) throw new RangeError(`invalid event name "${event}"`);
-      return pool.coordinator.publish(event, JSON.stringify(payload) ?? "null", filter?.agentId, filter?.role);
+      const payloadJson = payloadToJson(payload);
+      if (payloadJson === undefined) throw new RangeError(UNENCODABLE_PAYLOAD);
+      return pool.coordinator.publish(event, payloadJson, filter?.agentId, filter?.role);
     },
     send(connectionId, event, payload) {
       return server.sendEvent(connectionId, event, payload);

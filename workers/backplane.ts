@@ -131,12 +131,19 @@ export class RedisBackplane {
   }
 
   private send(msg: unknown[]): void {
-    if (!this.up || this.inFlight >= MAX_IN_FLIGHT) {
-      this.counts.dropped++;
-      return;
-    }
+    if (this.admit()) this.track(this.pub.publish(CHANNEL, pack(msg)));
+  }
+
+  /** One more command may go out: Redis is up and not too far behind; else it is dropped (counted). */
+  private admit(): boolean {
+    if (this.up && this.inFlight < MAX_IN_FLIGHT) return true;
+    this.counts.dropped++;
+    return false;
+  }
+
+  private track(command: Promise<unknown>): void {
     this.inFlight++;
-    this.pub.publish(CHANNEL, pack(msg)).then(
+    command.then(
       () => this.inFlight--,
       () => {
         this.inFlight--;
@@ -174,20 +181,9 @@ export class RedisBackplane {
     const now = Date.now();
     for (const [id, deviceId, generation, expiresAt, agentIds] of puts) {
       const ttl = expiresAt - now;
-      if (ttl <= 0) continue;
-      if (!this.up || this.inFlight >= MAX_IN_FLIGHT) {
-        this.counts.dropped++;
-        continue;
-      }
-      this.inFlight++;
+      if (ttl <= 0 || !this.admit()) continue;
       this.counts.sessionWrites++;
-      this.pub.putSession(SESSION_KEY + id, generation, deviceId, agentIds.join(","), ttl).then(
-        () => this.inFlight--,
-        () => {
-          this.inFlight--;
-          this.counts.dropped++;
-        },
-      );
+      this.track(this.pub.putSession(SESSION_KEY + id, generation, deviceId, agentIds.join(","), ttl));
     }
   }
 

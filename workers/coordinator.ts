@@ -200,13 +200,14 @@ if (config.redisUrl !== undefined) {
 
 /** Events arriving from Redis come one per message: ring each shard's doorbell once per turn. */
 let doorbellQueued = false;
+const queuedDoorbells = (): void => {
+  doorbellQueued = false;
+  ringDoorbells();
+};
 function scheduleDoorbells(): void {
   if (doorbellQueued) return;
   doorbellQueued = true;
-  setImmediate(() => {
-    doorbellQueued = false;
-    ringDoorbells();
-  });
+  setImmediate(queuedDoorbells);
 }
 
 const api: CoordinatorApi = {

@@ -149,7 +149,7 @@ export class GatewayServer {
         );
       }),
     );
-    this.app.options("/*", (res, req) => this.onPreflight(res, req));
+    this.app.options("/*", this.http((res, req, cors) => this.onPreflight(res, req, cors)));
     this.app.any(
       "/*",
       this.http((res, req, cors) => {
@@ -207,20 +207,17 @@ export class GatewayServer {
     };
   }
 
-  /** OPTIONS: a preflight from an allowed origin → 204 naming methods and headers; others → 403. */
-  private onPreflight(res: HttpResponse, req: HttpRequest): void {
-    const origin = req.getHeader("origin");
-    const verdict = this.origins.check(origin, req.getHeader("host"));
-    if (verdict === OriginVerdict.REFUSED) {
-      this.refuseOrigin(res, "http", origin);
-      return;
-    }
+  /**
+   * OPTIONS (after http()'s Origin check): a preflight from an allowed origin → 204 naming the
+   * methods and headers; without Origin (not a preflight) → 204 with Allow.
+   */
+  private onPreflight(res: HttpResponse, req: HttpRequest, cors: CorsHeaders): void {
     const methods = ENDPOINT_METHODS[req.getUrl()];
     if (methods === undefined) {
-      sendJson(res, 404, { error: "not found" }, this.origins.corsHeaders(origin, verdict));
+      sendJson(res, 404, { error: "not found" }, cors);
       return;
     }
-    const headers = verdict === OriginVerdict.NONE ? { Allow: methods } : this.origins.preflightHeaders(origin, methods, req.getHeader("access-control-request-headers"));
+    const headers = cors === undefined ? { Allow: methods } : this.origins.preflightHeaders(req.getHeader("origin"), methods, req.getHeader("access-control-request-headers"));
     sendBody(res, 204, "text/plain", "", headers);
   }
 

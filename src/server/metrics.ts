@@ -7,6 +7,8 @@ import type { CoordinatorStats } from "../shared/thread-api.js";
 import { RTT_BUCKETS_SEC, type RttSnapshot } from "../shared/rtt-histogram.js";
 import { LoopLag, type LoopLagSnapshot } from "../shared/loop-lag.js";
 
+type LabelledValue = [labels: Record<string, string>, value: number];
+
 export interface MainCounters {
   readonly connectionCount: number;
   readonly ringFullRefusals: number;
@@ -76,18 +78,11 @@ export class GatewayMetrics {
     perWorker("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker", "badFrames");
     gauge("gateway_open_sockets", "WebSocket connections open on the main thread (including those still before connect)", () => main.connectionCount);
     counter("gateway_inbound_ring_full_total", "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full", () => main.ringFullRefusals);
-    new Counter({
-      name: "gateway_rate_limited_total",
-      help: "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)",
-      labelNames: ["limit"],
-      registers: r,
-      async collect() {
-        this.reset();
-        this.inc({ limit: "connection" }, main.connRateRefusals);
-        this.inc({ limit: "rpc" }, await sumWorkers((s) => s.rateLimited.rpc));
-        this.inc({ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun));
-      },
-    });
+    this.counterBy("gateway_rate_limited_total", "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)", ["limit"], async () => [
+      [{ limit: "connection" }, main.connRateRefusals],
+      [{ limit: "rpc" }, await sumWorkers((s) => s.rateLimited.rpc)],
+      [{ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun)],
+    ]);
     this.registerHistogram("gateway_heartbeat_rtt_seconds", "Heartbeat round trip: ping sent → valid pong received (socket worker clock)", async () =>
       (await pool.stats()).map((s) => s.heartbeat.rtt),
     );
@@ -111,27 +106,16 @@ export class GatewayMetrics {
     counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
     gauge("gateway_outbound_queue_bytes", "Bytes of events waiting in per-connection outbound queues", () => main.queuedBytes);
     counter("gateway_worker_restarts_total", "Socket workers replaced after dying", () => pool.restarts);
-    new Counter({
-      name: "gateway_rpcs_total",
-      help: 'Requests answered, by method (methods no handler serves count as "other") and outcome ("ok" or the error code)',
-      labelNames: ["method", "outcome"],
-      registers: r,
-      async collect() {
-        this.reset();
-        for (const s of await pool.stats()) for (const [method, outcome, n] of s.rpcOutcomes) this.inc({ method, outcome }, n);
-      },
-    });
-    new Counter({
-      name: "gateway_origin_refusals_total",
-      help: "Requests refused 403 for an Origin that is neither CORS_ORIGINS nor same-origin, by kind (upgrade or http)",
-      labelNames: ["kind"],
-      registers: r,
-      collect() {
-        this.reset();
-        this.inc({ kind: "upgrade" }, main.originRefusals.upgrade);
-        this.inc({ kind: "http" }, main.originRefusals.http);
-      },
-    });
+    this.counterBy(
+      "gateway_rpcs_total",
+      'Requests answered, by method (methods no handler serves count as "other") and outcome ("ok" or the error code)',
+      ["method", "outcome"],
+      async () => (await pool.stats()).flatMap((s) => s.rpcOutcomes.map(([method, outcome, n]): LabelledValue => [{ method, outcome }, n])),
+    );
+    this.counterBy("gateway_origin_refusals_total", "Requests refused 403 for an Origin that is neither CORS_ORIGINS nor same-origin, by kind (upgrade or http)", ["kind"], () => [
+      [{ kind: "upgrade" }, main.originRefusals.upgrade],
+      [{ kind: "http" }, main.originRefusals.http],
+    ]);
     if (opts.backplane) this.registerBackplane(pool.coordinator);
     const mainLag = new LoopLag();
     new Gauge({
@@ -165,25 +149,39 @@ export class GatewayMetrics {
         this.set((await read())?.up === true ? 1 : 0);
       },
     });
-    new Counter({
-      name: "gateway_backplane_messages_total",
-      help: "Backplane traffic: out = local broadcasts sent to Redis, in = broadcasts received from other hosts, dropped = not sent (Redis down or slow), session_writes, takeovers (sessions resumed elsewhere)",
-      labelNames: ["kind"],
-      registers: r,
-      async collect() {
-        this.reset();
+    this.counterBy(
+      "gateway_backplane_messages_total",
+      "Backplane traffic: out = local broadcasts sent to Redis, in = broadcasts received from other hosts, dropped = not sent (Redis down or slow), session_writes, takeovers (sessions resumed elsewhere)",
+      ["kind"],
+      async () => {
         const b = await read();
-        if (b === undefined) return;
-        this.inc({ kind: "out" }, b.published);
-        this.inc({ kind: "in" }, b.received);
-        this.inc({ kind: "dropped" }, b.dropped);
-        this.inc({ kind: "session_writes" }, b.sessionWrites);
-        this.inc({ kind: "takeovers" }, b.takeovers);
+        if (b === undefined) return [];
+        return [
+          [{ kind: "out" }, b.published],
+          [{ kind: "in" }, b.received],
+          [{ kind: "dropped" }, b.dropped],
+          [{ kind: "session_writes" }, b.sessionWrites],
+          [{ kind: "takeovers" }, b.takeovers],
+        ];
       },
-    });
+    );
     this.registerHistogram("gateway_backplane_lag_seconds", "Redis round trip of this host's own broadcasts (publish → message back on the subscription)", async () => {
       const b = await read();
       return b === undefined ? [] : [b.lag];
+    });
+  }
+
+  /** A labelled counter mirroring totals kept elsewhere: each scrape sets every series to its total. */
+  private counterBy(name: string, help: string, labelNames: string[], read: () => LabelledValue[] | Promise<LabelledValue[]>): void {
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const [labels, n] of await read()) this.inc(labels, n);
+      },
     });
   }
 

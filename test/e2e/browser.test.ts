@@ -4,11 +4,11 @@
 // broadcasts; its preflighted fetch of POST /v1/events succeeds. The other page can neither open
 // the socket nor read any HTTP answer. Skipped when /usr/bin/chromium is missing (.ci/run installs it).
 import { existsSync } from "node:fs";
-import { createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { chromium, type Browser, type CDPSession, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGateway, type Gateway } from "./harness.js";
+import { startGateway, upgradeStatus, type Gateway } from "./harness.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ADMIN = "browser-admin-token-0123456789abcdef";
@@ -113,27 +113,7 @@ async function stopStatic(server: Server | undefined): Promise<void> {
 }
 
 /** A WebSocket upgrade from Node with the given Origin: the status line and headers the server answers. */
-function rawUpgrade(port: number, origin: string): Promise<{ status: number; headers: IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path: "/ws?encoding=json",
-      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", Origin: origin },
-    });
-    req.on("upgrade", (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers });
-    });
-    req.on("response", (res) => {
-      res.resume();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers });
-    });
-    req.on("error", reject);
-    req.setTimeout(5_000, () => req.destroy(new Error("upgrade timed out")));
-    req.end();
-  });
-}
+const upgradeOrigin = (port: number, origin: string) => upgradeStatus(port, { Origin: origin });
 
 const corsHeaderNames = (h: Headers | IncomingHttpHeaders) =>
   (h instanceof Headers ? [...h.keys()] : Object.keys(h)).filter((k) => k.toLowerCase().startsWith("access-control-"));
@@ -282,7 +262,7 @@ describe.skipIf(!haveChromium)("a page from an origin in CORS_ORIGINS", () => {
     expect(get.status).toBe(200);
     expect(get.headers.get("access-control-allow-origin")).toBe(allowed.origin);
     expect(get.headers.get("vary")).toMatch(/origin/i);
-    expect((await rawUpgrade(gw.port, allowed.origin)).status).toBe(101);
+    expect((await upgradeOrigin(gw.port, allowed.origin)).status).toBe(101);
   });
 
   it("is still open, never closed 4002, and still answering pings after all that", async () => {
@@ -308,7 +288,7 @@ describe.skipIf(!haveChromium)("a page from an origin not in CORS_ORIGINS", () =
     // Chromium's console names the refusal (wording is Chromium's: only the gist is checked).
     await expect.poll(() => deniedConsole.join("\n")).toMatch(/WebSocket[^\n]*403/);
     // What the browser was told: 403, and no Access-Control-Allow-* header.
-    const up = await rawUpgrade(gw.port, denied.origin);
+    const up = await upgradeOrigin(gw.port, denied.origin);
     expect(up.status).toBe(403);
     expect(corsHeaderNames(up.headers)).toEqual([]);
   });

@@ -3,7 +3,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { connected, startGateway, type Gateway } from "./harness.js";
+import { connected, startGateway, upgradeStatus, type Gateway } from "./harness.js";
 
 const ALLOWED = "http://app.example.test:3000";
 const ADMIN = "admin-token-0123456789abcdef";
@@ -26,25 +26,6 @@ function raw(port: number, method: string, path: string, headers: Record<string,
     });
     req.on("error", reject);
     req.end(body);
-  });
-}
-
-const upgradeHeaders = { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" };
-
-/** Status of a WebSocket upgrade with these extra headers (101 = accepted). */
-function upgradeStatus(port: number, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, path: "/ws?encoding=json", headers: { ...upgradeHeaders, ...headers }, agent: false });
-    req.on("upgrade", (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers });
-    });
-    req.on("response", (res) => {
-      res.resume();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers });
-    });
-    req.on("error", reject);
-    req.end();
   });
 }
 

@@ -1,6 +1,7 @@
 // End-to-end harness: starts the built dist/main.js on a free port and speaks WebSocket and
 // HTTP to it. No mocks: every test talks to the real process.
 import { spawn, type ChildProcess } from "node:child_process";
+import http from "node:http";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
@@ -177,4 +178,31 @@ export async function connected(gw: Gateway, deviceId: string, extra: Record<str
   const c = new TestClient(gw.url, encoding);
   await c.connect({ deviceId, role: "operator", ...extra });
   return c;
+}
+
+/**
+ * A raw WebSocket upgrade of /ws with extra headers (Origin, Host…): the status the server
+ * answers (101 = accepted, socket closed at once) and its headers.
+ */
+export function upgradeStatus(port: number, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: "127.0.0.1",
+      port,
+      path: "/ws?encoding=json",
+      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", ...headers },
+      agent: false,
+    });
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers });
+    });
+    req.on("response", (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers });
+    });
+    req.on("error", reject);
+    req.setTimeout(5_000, () => req.destroy(new Error("upgrade timed out")));
+    req.end();
+  });
 }
