@@ -121,8 +121,7 @@ export class RedisBackplane {
 
   /** A local broadcast, sent to the other hosts once. */
   publishEvent(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): void {
-    this.send([MSG_EVENT, this.nodeId, Date.now(), event, payloadJson, agentId ?? null, role ?? null]);
-    this.counts.published++;
+    if (this.send([MSG_EVENT, this.nodeId, Date.now(), event, payloadJson, agentId ?? null, role ?? null])) this.counts.published++;
   }
 
   /** This host resumed a session that may be held elsewhere. */
@@ -130,8 +129,11 @@ export class RedisBackplane {
     this.send([MSG_TAKEOVER, this.nodeId, Date.now(), sessionId, deviceId]);
   }
 
-  private send(msg: unknown[]): void {
-    if (this.admit()) this.track(this.pub.publish(CHANNEL, pack(msg)));
+  /** False when the message was dropped (counted) instead of sent. */
+  private send(msg: unknown[]): boolean {
+    if (!this.admit()) return false;
+    this.track(this.pub.publish(CHANNEL, pack(msg)));
+    return true;
   }
 
   /** One more command may go out: Redis is up and not too far behind; else it is dropped (counted). */
