@@ -693,15 +693,16 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
         resolve();
       });
       if (conn.onClosed.length > 1) return; // already closing
+      // Armed before close(): a socket that reports its close synchronously must clear it too.
+      grace = setTimeout(() => {
+        grace = undefined;
+        this.dropSocket(conn);
+      }, DEFAULTS.closeGraceMs);
       try {
         conn.ws.close(code, reason);
       } catch {
         conn.ws.close();
       }
-      grace = setTimeout(() => {
-        grace = undefined;
-        this.dropSocket(conn);
-      }, DEFAULTS.closeGraceMs);
     });
   }
 
