@@ -42,9 +42,10 @@ class ShardTarget {
   constructor(
     readonly index: number,
     sab: SharedArrayBuffer,
+    doorbell: SharedArrayBuffer,
     readonly port: MessagePort,
   ) {
-    this.ring = new RingWriter(sab);
+    this.ring = new RingWriter(sab, doorbell);
     this.buf = Buffer.from(this.ring.bytes.buffer, this.ring.bytes.byteOffset, this.ring.bytes.byteLength);
     this.maxRecord = maxRecordBytes(sab);
   }
@@ -214,9 +215,9 @@ const api: CoordinatorApi = {
   async ready() {
     return true;
   },
-  attachShard(index, ring, port) {
+  attachShard(index, ring, doorbell, port) {
     shards[index]?.port.close();
-    const shard = new ShardTarget(index, ring, port);
+    const shard = new ShardTarget(index, ring, doorbell, port);
     shards[index] = shard;
     port.on("message", (m: WorkerToCoordinator) => onWorkerMessage(shard, m));
     log.debug({ shard: index }, "shard attached");

@@ -2,10 +2,10 @@
 // inbound ring, runs decode → validate → pre-handler checks → handler → encode, and writes
 // replies into its outbound ring. Control plane (ready, stats, drain) over comlink.
 import { workerData, type MessagePort } from "node:worker_threads";
-import { setImmediate as yieldToLoop } from "node:timers/promises";
 import * as Comlink from "comlink";
 import { Piscina } from "piscina";
 import { RingReader } from "../src/shared/ring-buffer.js";
+import { Doorbell } from "../src/shared/doorbell.js";
 import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
 import { createLogger } from "../src/shared/logger.js";
 import { SecretToken } from "../src/shared/secret-token.js";
@@ -198,24 +198,55 @@ let inFlight = 0;
 let pool: Piscina | undefined;
 
 // ---- inbound pump: drain a batch, ring the outbound doorbell once, sleep when empty ----
+//
+// While traffic flows the worker parks in a blocking Atomics.wait on its doorbell: a writer's
+// notify is then one futex wake, where waking an Atomics.waitAsync waiter costs the writer a
+// V8 task post (mutex + eventfd write) and this thread a whole event-loop turn and a promise.
+// With lone frames that halved the worker's CPU per RPC and cut the main thread's by a
+// third (docs/ARCHITECTURE.md, "Waking the worker"). A blocked thread runs no timers,
+// comlink calls, pool results or promise continuations, so the pump yields to the event loop
+// every SLICE_MS, after each WAIT_MS without records, and right after any request went
+// async. After IDLE_WAITS empty waits in a row it sleeps in waitAsync instead: an idle
+// worker costs nothing.
 
 const BATCH = 1024;
+const SLICE_MS = 5;
+const WAIT_MS = 1;
+const IDLE_WAITS = 2;
+const bell = new Doorbell(data.doorbell);
+const hasRecords = (): boolean => !inbound.isEmpty() || !eventsIn.isEmpty();
+/** Requests whose answer (or resume lookup) went async; a change means "yield now". */
+let asyncStarted = 0;
+let idleWaits = 0;
 
-async function pump(): Promise<void> {
+function pump(): void {
+  const sliceEnd = Date.now() + SLICE_MS;
   for (;;) {
     if (out.backlogged) {
       // The main thread is behind: stop reading until our replies fit again.
-      await new Promise<void>((resolve) => (out.onFlushed = resolve));
-      continue;
+      out.onFlushed = resumePump;
+      return;
     }
+    const async0 = asyncStarted;
     const n = inbound.drain(onRecord, BATCH);
     const m = eventsIn.drain(onEventRecord, BATCH);
     flushCoordinator(); // before the replies leave: a subscriber is counted before it hears "ok"
     out.notify();
-    if (n === BATCH || m === BATCH) await yieldToLoop(); // let timers, comlink and pool results run
-    else await Promise.race([inbound.sleep(), eventsIn.sleep()]);
+    if (n + m > 0) idleWaits = 0;
+    if (n === BATCH || m === BATCH || asyncStarted !== async0 || Date.now() >= sliceEnd) break;
+    if (bell.sleepSync(hasRecords, WAIT_MS) === "timed-out" && ++idleWaits >= IDLE_WAITS) {
+      void bell.sleep(hasRecords).then(pump);
+      return;
+    }
   }
+  setImmediate(pump); // timers, comlink, pool results and promise continuations run first
 }
+
+function resumePump(): void {
+  out.onFlushed = noop;
+  setImmediate(pump);
+}
+const noop = (): void => {};
 
 function onRecord(off: number, len: number): void {
   const view = inbound.view;
@@ -327,6 +358,7 @@ function handleConnect(conn: Connection, req: ReqFrame): void {
   }
   // Valid token for a session held on another host (or lost here): ask Redis, asynchronously.
   conn.connecting = true;
+  asyncStarted++;
   void lookupSession(claims.sessionId).then((record) => {
     conn.connecting = false;
     if (connections.get(conn.id) !== conn) return; // left meanwhile
@@ -477,6 +509,7 @@ function runBlocking(conn: Connection, req: ReqFrame): Promise<unknown> {
 /** Async completion: the connection may have gone meanwhile; answer only if it is still ours. */
 function replyLater(conn: Connection, req: ReqFrame, pending: Promise<unknown>): void {
   inFlight++;
+  asyncStarted++;
   pending.then(
     (payload: unknown) => {
       inFlight--;
@@ -622,7 +655,7 @@ async function start(): Promise<void> {
   Comlink.expose(api, data.control as unknown as Comlink.Endpoint);
   heartbeat.start();
   log.debug({ methods: registry.names() }, "socket worker ready");
-  void pump();
+  pump();
 }
 
 await start();

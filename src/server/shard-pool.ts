@@ -6,6 +6,7 @@ import * as Comlink from "comlink";
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
+import { createDoorbell } from "../shared/doorbell.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
 const WORKER_URL = new URL("./workers/socket-worker.js", import.meta.url);
@@ -79,9 +80,10 @@ export class ShardPool {
     const inboundSab = createRingBuffer(this.config.inboundRingBytes);
     const outboundSab = createRingBuffer(this.config.inboundRingBytes);
     const eventsSab = createRingBuffer(this.config.inboundRingBytes);
+    const doorbellSab = createDoorbell(); // the worker sleeps on both of its inbound rings at once
     const { port1, port2 } = new MessageChannel();
     const bus = new MessageChannel(); // worker ↔ coordinator
-    void this.coordinator.attachShard(index, eventsSab, Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]));
+    void this.coordinator.attachShard(index, eventsSab, doorbellSab, Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]));
     const workerData: SocketWorkerData & { control: typeof port2; coordinator: typeof bus.port1 } = {
       shard: index,
       instanceId: this.instanceId,
@@ -89,6 +91,7 @@ export class ShardPool {
       inbound: inboundSab,
       outbound: outboundSab,
       events: eventsSab,
+      doorbell: doorbellSab,
       control: port2,
       coordinator: bus.port1,
     };
@@ -97,7 +100,7 @@ export class ShardPool {
       index,
       worker,
       api: Comlink.wrap<SocketWorkerApi>(port1 as unknown as Comlink.Endpoint),
-      inbound: new RingWriter(inboundSab),
+      inbound: new RingWriter(inboundSab, doorbellSab),
       outbound: new RingReader(outboundSab),
       ready: false,
       alive: true,

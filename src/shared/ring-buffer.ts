@@ -12,9 +12,11 @@
  *                                                      reader (Atomics.load = acquire).
  *   bytes  64..127  cache line 1  TAIL      (word 16) read position. Written only by the reader,
  *                                                      read by the writer.
- *   bytes 128..191  cache line 2  SLEEPING  (word 32) 1 while the reader is (about to be) parked.
- *                                 SEQ       (word 33) doorbell counter the reader waits on.
- *                                 These two change once per sleep/wake, never per record.
+ *   bytes 128..191  cache line 2  the ring's own doorbell (doorbell.ts): SLEEPING (word 32), 1
+ *                                 while the reader is (about to be) parked, and SEQ (word 33),
+ *                                 the counter it waits on. They change once per sleep/wake,
+ *                                 never per record. A writer may instead ring a doorbell shared
+ *                                 by several rings (RingWriter's second argument).
  *   bytes 192..255  cache line 3  MAGIC     (word 48), CAPACITY (word 49): written once by
  *                                                      createRingBuffer, read-only afterwards.
  *   bytes 256..     data region of CAPACITY bytes (a power of two, >= 4096, <= 2^30).
@@ -43,6 +45,8 @@
  * refused forever, so reserve() rejects it with a RangeError instead of returning -1.
  */
 
+import { Doorbell } from "./doorbell.js";
+
 /** Size of the control area at the start of the SAB; the data region follows it. */
 export const RING_HEADER_BYTES = 256;
 
@@ -58,8 +62,7 @@ export const RING_CTRL = {
 
 const HEAD = RING_CTRL.HEAD;
 const TAIL = RING_CTRL.TAIL;
-const SLEEPING = RING_CTRL.SLEEPING;
-const SEQ = RING_CTRL.SEQ;
+const DOORBELL_OFFSET = RING_CTRL.SLEEPING * 4;
 const MAGIC = RING_CTRL.MAGIC;
 const CAPACITY = RING_CTRL.CAPACITY;
 
@@ -140,6 +143,8 @@ abstract class RingEnd {
   protected readonly cap: number;
   protected readonly mask: number;
   protected readonly maxBody: number;
+  /** The ring's own doorbell (header words SLEEPING, SEQ). */
+  protected readonly ownBell: Doorbell;
 
   constructor(sab: SharedArrayBuffer) {
     const cap = checkedCapacity(sab);
@@ -150,6 +155,7 @@ abstract class RingEnd {
     this.words = new Int32Array(sab, RING_HEADER_BYTES, cap >> 2);
     this.bytes = new Uint8Array(sab, RING_HEADER_BYTES, cap);
     this.view = new DataView(sab, RING_HEADER_BYTES, cap);
+    this.ownBell = new Doorbell(sab, DOORBELL_OFFSET);
   }
 }
 
@@ -167,9 +173,13 @@ export class RingWriter extends RingEnd {
   private pending: number;
   /** Last TAIL we loaded; lags the real TAIL, so free space computed from it is a lower bound. */
   private tailCache: number;
+  /** What notify() rings: the ring's own doorbell, or one its reader shares with other rings. */
+  private readonly bell: Doorbell;
 
-  constructor(sab: SharedArrayBuffer) {
+  /** `doorbell`: a createDoorbell() buffer to ring instead of the ring's own (the reader sleeps on several rings). */
+  constructor(sab: SharedArrayBuffer, doorbell?: SharedArrayBuffer) {
     super(sab);
+    this.bell = doorbell === undefined ? this.ownBell : new Doorbell(doorbell);
     this.head = Atomics.load(this.ctrl, HEAD);
     this.pending = this.head;
     this.tailCache = Atomics.load(this.ctrl, TAIL);
@@ -229,28 +239,11 @@ export class RingWriter extends RingEnd {
   }
 
   /**
-   * Doorbell, once per batch after commits. Wakes the reader only if it is sleeping;
-   * otherwise it is one atomic load.
-   *
-   * No lost wakeup: reader.sleep() does  s=load(SEQ); store(SLEEPING,1); load(HEAD)
-   * and this writer does            store(HEAD) [commit]; load(SLEEPING); ...
-   * All are sequentially consistent Atomics operations, so (Dekker) at least one side sees
-   * the other's store: either the reader's HEAD load sees the commit (it does not sleep),
-   * or our SLEEPING load sees 1 and we do add(SEQ) + notify. That add comes after the
-   * reader's load of SEQ (which precedes its SLEEPING store), so waitAsync(SEQ, s) either
-   * observes SEQ != s ("not-equal", resolves at once) or is already queued when
-   * Atomics.notify runs (the value check and enqueue are atomic with respect to notify).
-   * Clearing SLEEPING here may overwrite a 1 written by a *newer* sleep() that raced with
-   * this call; that sleep loaded SEQ before our add(SEQ), so it is still woken (spurious
-   * wakeup at worst, never a lost one).
+   * Doorbell, once per batch after commits: wakes the reader only if it sleeps, otherwise it
+   * is one atomic load. Why no wakeup is lost: Doorbell.ring.
    */
   notify(): void {
-    const ctrl = this.ctrl;
-    if (Atomics.load(ctrl, SLEEPING) === 1) {
-      Atomics.store(ctrl, SLEEPING, 0);
-      Atomics.add(ctrl, SEQ, 1);
-      Atomics.notify(ctrl, SEQ);
-    }
+    this.bell.ring();
   }
 
   /** Total free bytes now (not necessarily contiguous; records also pay 4 + alignment). */
@@ -260,28 +253,14 @@ export class RingWriter extends RingEnd {
   }
 }
 
-interface AtomicsWithWaitAsync {
-  waitAsync(
-    typedArray: Int32Array,
-    index: number,
-    value: number,
-  ): { async: false; value: "not-equal" | "timed-out" } | { async: true; value: Promise<"ok" | "timed-out"> };
-}
-const AtomicsAsync = Atomics as unknown as AtomicsWithWaitAsync;
-const RESOLVED: Promise<unknown> = Promise.resolve();
-
 /** Consumer side. Exactly one RingReader may be in use per ring at a time. */
 export class RingReader extends RingEnd {
   /** Our published position (mirror of TAIL; only this thread writes TAIL). */
   private tail: number;
   /** Last HEAD we loaded; everything in [tail, headCache) is published and readable. */
   private headCache: number;
-  private pendingSleep: Promise<unknown> | null = null;
-  private wakeupCount = 0;
-  private readonly onWake = (): void => {
-    this.pendingSleep = null;
-    this.wakeupCount++;
-  };
+  /** For the doorbell's emptiness check, allocated once. */
+  readonly hasData = (): boolean => !this.isEmpty();
 
   constructor(sab: SharedArrayBuffer) {
     super(sab);
@@ -291,7 +270,7 @@ export class RingReader extends RingEnd {
 
   /** Number of times sleep() actually parked and was woken by the writer's notify(). */
   get wakeups(): number {
-    return this.wakeupCount;
+    return this.ownBell.wakeups;
   }
 
   /**
@@ -389,25 +368,10 @@ export class RingReader extends RingEnd {
    * is already available. Uses Atomics.waitAsync, so this thread's event loop stays free.
    * Only one sleep is outstanding at a time: calling again while one is pending returns
    * the same promise. Wakeups can be spurious (resolve with nothing to read); just drain
-   * and sleep again. See RingWriter.notify for why no wakeup is lost.
+   * and sleep again. See Doorbell.ring for why no wakeup is lost. (A reader whose writer
+   * rings a shared doorbell sleeps on that Doorbell instead, with `hasData`.)
    */
   sleep(): Promise<unknown> {
-    if (this.pendingSleep !== null) return this.pendingSleep;
-    const ctrl = this.ctrl;
-    const seq = Atomics.load(ctrl, SEQ);
-    Atomics.store(ctrl, SLEEPING, 1);
-    if (!this.isEmpty()) {
-      Atomics.store(ctrl, SLEEPING, 0);
-      return RESOLVED;
-    }
-    const r = AtomicsAsync.waitAsync(ctrl, SEQ, seq);
-    if (!r.async) {
-      // SEQ already moved: a notify() ran after we loaded it (and cleared SLEEPING first).
-      Atomics.store(ctrl, SLEEPING, 0);
-      return RESOLVED;
-    }
-    const p = r.value.then(this.onWake);
-    this.pendingSleep = p;
-    return p;
+    return this.ownBell.sleep(this.hasData);
   }
 }

@@ -19,6 +19,8 @@ export interface SocketWorkerData {
   outbound: SharedArrayBuffer;
   /** coordinator → worker broadcast events */
   events: SharedArrayBuffer;
+  /** The worker's one doorbell (doorbell.ts), rung by the writers of `inbound` and `events`. */
+  doorbell: SharedArrayBuffer;
 }
 
 export interface SocketWorkerStats {
@@ -135,8 +137,8 @@ export interface CoordinatorStats {
 
 export interface CoordinatorApi {
   ready(): Promise<true>;
-  /** A (new) socket worker for shard `index`: its event ring and its message port. */
-  attachShard(index: number, ring: SharedArrayBuffer, port: MessagePort): void;
+  /** A (new) socket worker for shard `index`: its event ring, the doorbell that ring's writer rings, and its message port. */
+  attachShard(index: number, ring: SharedArrayBuffer, doorbell: SharedArrayBuffer, port: MessagePort): void;
   /** The shard's worker died: forget its subscriber counts. */
   detachShard(index: number): void;
   /** Publishes from the main thread (HTTP, in-process); resolves the stamped seq. */

@@ -4,8 +4,8 @@ import { Worker } from "node:worker_threads";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { buildSync } from "esbuild";
+import { pathToFileURL } from "node:url";
+import { bundleShared } from "./bundle-shared.js";
 import {
   RING_CTRL,
   RING_HEADER_BYTES,
@@ -595,15 +595,7 @@ describe("cross-thread", () => {
   it("a worker producer streams 200k checksummed records to a sleeping main-thread consumer", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ring-buffer-test-"));
     try {
-      buildSync({
-        entryPoints: [fileURLToPath(new URL("../../src/shared/ring-buffer.ts", import.meta.url))],
-        outfile: join(dir, "ring-buffer.mjs"),
-        bundle: true,
-        format: "esm",
-        platform: "node",
-        target: "node20",
-        logLevel: "error",
-      });
+      bundleShared(dir, "ring-buffer");
       writeFileSync(join(dir, "producer.mjs"), PRODUCER_SOURCE);
 
       const count = 200_000;
