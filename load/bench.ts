@@ -197,15 +197,18 @@ if ((meta.loadAvgAtStart[0] ?? 0) > 0.3 * meta.cores) {
 }
 log(`${meta.cpuModel} × ${meta.cores}, node ${meta.node}; servers ${servers.map((s) => s.name).join(", ")}; modes ${modes.join(", ")}`);
 
+// Round robin: every round runs each server once, in turn, so drift on a shared machine
+// (other tenants, thermal) lands on all servers alike instead of on whichever ran last.
 const runs: RunRecord[] = [];
-for (const spec of servers) {
-  let cannotStart: string | null = null;
+const cannotStart = new Map<string, string>();
+for (let attempt = 0; attempt < opts.repeat; attempt++) {
   for (const mode of modes) {
-    if (cannotStart !== null) {
-      runs.push({ server: spec.name, mode, attempt: 0, ok: false, error: `skipped: ${cannotStart}` });
-      continue;
-    }
-    for (let attempt = 0; attempt < opts.repeat; attempt++) {
+    for (const spec of servers) {
+      const skip = cannotStart.get(spec.name);
+      if (skip !== undefined) {
+        if (attempt === 0) runs.push({ server: spec.name, mode, attempt: 0, ok: false, error: `skipped: ${skip}` });
+        continue;
+      }
       log(`${spec.name} ${mode}${opts.repeat > 1 ? ` #${attempt + 1}` : ""}: starting`);
       let rec: RunRecord;
       try {
@@ -217,11 +220,8 @@ for (const spec of servers) {
       if (!rec.ok) {
         log(`${spec.name} ${mode}: FAILED — ${rec.error ?? "?"}`);
         if (rec.serverStderr) process.stderr.write(`--- ${spec.name} output (stderr + stdout, tail) ---\n${rec.serverStderr.trimEnd()}\n---\n`);
-        // a server that cannot start will not start for the other mode either
-        if (rec.startFailed) {
-          cannotStart = rec.error ?? "start failed";
-          break;
-        }
+        // a server that cannot start will not start for the other mode or round either
+        if (rec.startFailed) cannotStart.set(spec.name, rec.error ?? "start failed");
       }
       await sleep(300); // let TIME_WAIT sockets and the kernel settle between runs
     }
@@ -236,7 +236,7 @@ if (modes.includes("closed")) md += `- closed loop (saturation): ${opts.conns} c
 if (modes.includes("open")) md += `- open loop: ${opts.rate.toLocaleString("en-US")} RPC/s in total over ${opts.conns} connections (1 ms timer with catch-up), ${opts.warmup} s warm-up + ${opts.duration} s measured\n`;
 md += `- request: \`{"type":"req","id":N,"method":"echo","params":{"n":1}}\` on \`${WS_PATH}\`; latency = write of the request → read of its reply, on the client\n`;
 md += `- **the load client and the server share the same ${meta.cores} cores**: RPC/s is capped by the pair (see "client cores"); compare servers on CPU µs/RPC = server CPU (all threads, /proc utime+stime over the measured window) ÷ replies\n`;
-if (opts.repeat > 1) md += `- each row is the median of ${opts.repeat} runs per metric\n`;
+if (opts.repeat > 1) md += `- each row is the median of ${opts.repeat} runs per metric; the runs go round robin (every server once per round), so drift hits all servers alike\n`;
 md += "\n";
 for (const mode of modes) {
   md += `### ${mode === "closed" ? "Closed loop (saturation)" : `Open loop (${opts.rate.toLocaleString("en-US")} RPC/s)`}\n\n`;
