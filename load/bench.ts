@@ -25,11 +25,12 @@ const HOST = "127.0.0.1";
 const WS_PATH = "/ws?encoding=json";
 
 const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "max-inflight", "help"]);
+checkKnown(flags, ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "compare", "max-inflight", "help"]);
 if (flags.has("help")) {
   console.log(
     "usage: node dist/load/bench.js [--duration 5] [--warmup 1] [--conns 50] [--window 32] [--rate 20000]\n" +
-      "  [--only gw-w1,gw-w2,uws-raw,ws-node] [--modes closed,open] [--repeat 1] [--gateway dist/main.js] [--max-inflight 1024]",
+      "  [--only gw-w1,gw-w2,uws-raw,ws-node] [--modes closed,open] [--repeat 1] [--gateway dist/main.js]\n" +
+        "  [--compare other/dist/main.js (adds cmp-w1, cmp-w2: an A/B in one invocation)] [--max-inflight 1024]",
   );
   process.exit(0);
 }
@@ -42,6 +43,7 @@ const opts = {
   repeat: numFlag(flags, "repeat", 1, { min: 1, integer: true }),
   maxInflight: numFlag(flags, "max-inflight", 1024, { min: 1, integer: true }),
   gateway: resolve(process.cwd(), strFlag(flags, "gateway", "dist/main.js")),
+  compare: flags.has("compare") ? resolve(process.cwd(), strFlag(flags, "compare", "")) : undefined,
 };
 
 interface ServerSpec {
@@ -68,6 +70,9 @@ const ALL: ServerSpec[] = [
   { name: "uws-raw", script: join(HERE, "baseline-uws-echo.js"), env: { HOST }, ready: "upgrade" },
   { name: "ws-node", script: join(HERE, "baseline-ws-echo.js"), env: { HOST }, ready: "upgrade" },
 ];
+if (opts.compare !== undefined) {
+  ALL.splice(2, 0, { name: "cmp-w1", script: opts.compare, env: gatewayEnv(1), ready: "readyz" }, { name: "cmp-w2", script: opts.compare, env: gatewayEnv(2), ready: "readyz" });
+}
 const only = flags.get("only")?.split(",").map((s) => s.trim()).filter(Boolean);
 for (const n of only ?? []) {
   if (!ALL.some((s) => s.name === n)) throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);

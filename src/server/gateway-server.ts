@@ -371,7 +371,7 @@ export class GatewayServer {
     writeHeader(ring.view, off, kind, a, 0, connId);
     if (body !== undefined) ring.bytes.set(new Uint8Array(body), off + RECORD_HEADER_BYTES);
     ring.commit();
-    ring.notify(); // rings only when the worker sleeps, so a burst costs one wakeup
+    this.pool.doorbells.ringSoon(shard, RECORD_HEADER_BYTES + len); // once per loop iteration, not per frame
     return true;
   }
 

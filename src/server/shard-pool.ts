@@ -7,13 +7,14 @@ import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
 import { createDoorbell } from "../shared/doorbell.js";
+import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
 const WORKER_URL = new URL("./workers/socket-worker.js", import.meta.url);
 const COORDINATOR_URL = new URL("./workers/coordinator.js", import.meta.url);
 const OUT_BATCH = 1024;
 
-export interface Shard {
+export interface Shard extends Unrung {
   readonly index: number;
   readonly worker: Worker;
   readonly api: Comlink.Remote<SocketWorkerApi>;
@@ -105,6 +106,8 @@ export class ShardPool {
       ready: false,
       alive: true,
       startedAt: Date.now(),
+      unrung: false,
+      unrungBytes: 0,
     };
     this.shards[index] = shard;
     worker.on("error", (err) => this.log.error({ shard: index, err }, "socket worker crashed"));
@@ -152,6 +155,9 @@ export class ShardPool {
       else await reader.sleep();
     }
   }
+
+  /** Inbound doorbells, rung once per loop iteration (GatewayServer calls ringSoon per frame). */
+  readonly doorbells = new LoopDoorbells<Shard>();
 
   async stats(): Promise<SocketWorkerStats[]> {
     return Promise.all(this.shards.filter((s) => s.alive).map((s) => s.api.stats()));
