@@ -205,19 +205,18 @@ let pool: Piscina | undefined;
 // With lone frames that cut the worker's CPU per RPC from 9.2 to 6.7 µs and the main
 // thread's from 19.2 to 16.3 µs (docs/ARCHITECTURE.md, "Waking the worker"). A blocked thread runs no timers,
 // comlink calls, pool results or promise continuations, so the pump yields to the event loop
-// every SLICE_MS, after each WAIT_MS without records, and right after any request went
-// async. After IDLE_WAITS empty waits in a row it sleeps in waitAsync instead: an idle
-// worker costs nothing.
+// every SLICE_MS and right after any request went async. After WAIT_MS without a record it
+// sleeps in waitAsync instead (which yields too): an idle worker costs nothing. WAIT_MS is
+// 2, not 1: the bench's ticks come every 1 ms with jitter, and a third of 1 ms waits timed
+// out empty, each a wakeup for nothing (docs/ARCHITECTURE.md, "Waking the worker").
 
 const BATCH = 1024;
 const SLICE_MS = 5;
-const WAIT_MS = 1;
-const IDLE_WAITS = 2;
+const WAIT_MS = 2;
 const bell = new Doorbell(data.doorbell);
 const hasRecords = (): boolean => !inbound.isEmpty() || !eventsIn.isEmpty();
 /** Requests whose answer (or resume lookup) went async; a change means "yield now". */
 let asyncStarted = 0;
-let idleWaits = 0;
 
 function pump(): void {
   const sliceEnd = Date.now() + SLICE_MS;
@@ -232,9 +231,8 @@ function pump(): void {
     const m = eventsIn.drain(onEventRecord, BATCH);
     flushCoordinator(); // before the replies leave: a subscriber is counted before it hears "ok"
     out.notify();
-    if (n + m > 0) idleWaits = 0;
     if (n === BATCH || m === BATCH || asyncStarted !== async0 || Date.now() >= sliceEnd) break;
-    if (bell.sleepSync(hasRecords, WAIT_MS) === "timed-out" && ++idleWaits >= IDLE_WAITS) {
+    if (bell.sleepSync(hasRecords, WAIT_MS) === "timed-out") {
       void bell.sleep(hasRecords).then(pump);
       return;
     }
