@@ -12,7 +12,7 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { checkKnown, fileFlag, numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { killChildrenOnExit, startChild, stopChild } from "./lib/child.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
 import { diffCpu, readCpu, readRss, type CpuSnapshot } from "./lib/proc-cpu.js";
@@ -43,7 +43,7 @@ const opts = {
   repeat: numFlag(flags, "repeat", 1, { min: 1, integer: true }),
   maxInflight: numFlag(flags, "max-inflight", 1024, { min: 1, integer: true }),
   gateway: resolve(process.cwd(), strFlag(flags, "gateway", "dist/main.js")),
-  compare: flags.has("compare") ? resolve(process.cwd(), strFlag(flags, "compare", "")) : undefined,
+  compare: fileFlag(flags, "compare"),
 };
 
 interface ServerSpec {

@@ -1,4 +1,6 @@
 // Tiny `--flag value` / `--flag=value` parser shared by the load entry points.
+import { statSync } from "node:fs";
+import { resolve } from "node:path";
 
 export type Flags = Map<string, string>;
 
@@ -35,6 +37,26 @@ export function numFlag(flags: Flags, name: string, def: number, opts: { min?: n
 
 export function strFlag(flags: Flags, name: string, def: string): string {
   return flags.get(name) ?? def;
+}
+
+/**
+ * A flag naming a file, resolved against the working directory; undefined when absent. Checked
+ * up front, so that `--compare` alone (parsed as "true") or `--compare=` fails at once with the
+ * path it tried, not as a start failure of every run that uses it.
+ */
+export function fileFlag(flags: Flags, name: string): string | undefined {
+  const raw = flags.get(name);
+  if (raw === undefined) return undefined;
+  if (raw === "" || raw === "true") throw new Error(`--${name}: needs a file path`);
+  const path = resolve(process.cwd(), raw);
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    // missing or unreadable: reported below
+  }
+  if (!isFile) throw new Error(`--${name}: no file at ${path}`);
+  return path;
 }
 
 export function checkKnown(flags: Flags, known: readonly string[]): void {
