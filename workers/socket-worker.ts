@@ -203,12 +203,12 @@ let pool: Piscina | undefined;
 // notify is then one futex wake, where waking an Atomics.waitAsync waiter costs the writer a
 // V8 task post (mutex + eventfd write) and this thread a whole event-loop turn and a promise.
 // With lone frames that cut the worker's CPU per RPC from 9.2 to 6.7 µs and the main
-// thread's from 19.2 to 16.3 µs (docs/ARCHITECTURE.md, "Waking the worker"). A blocked thread runs no timers,
-// comlink calls, pool results or promise continuations, so the pump yields to the event loop
-// every SLICE_MS and right after any request went async. After WAIT_MS without a record it
-// sleeps in waitAsync instead (which yields too): an idle worker costs nothing. WAIT_MS is
-// 2, not 1: the bench's ticks come every 1 ms with jitter, and a third of 1 ms waits timed
-// out empty, each a wakeup for nothing (docs/ARCHITECTURE.md, "Waking the worker").
+// thread's from 19.2 to 16.3 µs. A blocked thread runs no timers, comlink calls, pool results
+// or promise continuations, so the pump yields to the event loop every SLICE_MS and right
+// after any request went async. After WAIT_MS without a record it sleeps in waitAsync instead
+// (which yields too): an idle worker costs nothing. WAIT_MS is 2, not 1: the bench's ticks
+// come every 1 ms with jitter, and a third of 1 ms waits timed out empty, each a wakeup for
+// nothing. Measurements: docs/ARCHITECTURE.md, "Waking the worker".
 
 const BATCH = 1024;
 const SLICE_MS = 5;
