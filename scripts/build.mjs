@@ -9,9 +9,9 @@ const root = new URL("..", import.meta.url).pathname;
 const entryPoints = {
   main: "src/main.ts",
   gateway: "src/gateway.ts",
-  "workers/socket-worker": "workers/socket-worker.ts",
-  "workers/handler-task": "workers/handler-task.ts",
-  "workers/coordinator": "workers/coordinator.ts",
+  "workers/socket/socket-worker": "workers/socket/socket-worker.ts",
+  "workers/pool/handler-task": "workers/pool/handler-task.ts",
+  "workers/coordinator/coordinator": "workers/coordinator/coordinator.ts",
   // Client SDK for Node (package export "./client"); `ws` and msgpackr stay external.
   client: "src/client/index.ts",
 };

@@ -10,8 +10,8 @@ import { createDoorbell } from "../shared/doorbell.js";
 import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
-const WORKER_URL = new URL("./workers/socket-worker.js", import.meta.url);
-const COORDINATOR_URL = new URL("./workers/coordinator.js", import.meta.url);
+const WORKER_URL = new URL("./workers/socket/socket-worker.js", import.meta.url);
+const COORDINATOR_URL = new URL("./workers/coordinator/coordinator.js", import.meta.url);
 const OUT_BATCH = 1024;
 
 export interface Shard extends Unrung {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { reconnectDelay } from "../../workers/backplane.js";
+import { reconnectDelay } from "../../workers/coordinator/backplane.js";
 
 describe("Redis reconnect backoff (full jitter)", () => {
   it("stays within [0, min(5 s, 100 ms · 2^attempt))", () => {

@@ -2,8 +2,8 @@
 import { noBus } from "./no-bus.js";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { createDeviceRateLimits } from "../../workers/device-rate-limits.js";
-import type { HandlerContext } from "../../workers/handler-registry.js";
+import { createDeviceRateLimits } from "../../workers/socket/device-rate-limits.js";
+import type { HandlerContext } from "../../workers/handlers/handler-registry.js";
 
 const ctx = (deviceId: string): HandlerContext => ({ connId: "c", deviceId, role: "operator", sessionId: "s", bus: noBus });
 

@@ -2,7 +2,7 @@
 import { noBus } from "./no-bus.js";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { HandlerRegistry, loadHandlerModules, type HandlerContext, type MethodDefinition } from "../../workers/handler-registry.js";
+import { HandlerRegistry, loadHandlerModules, type HandlerContext, type MethodDefinition } from "../../workers/handlers/handler-registry.js";
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const HANDLERS = fixture("handlers.mjs");

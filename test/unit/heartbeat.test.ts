@@ -1,7 +1,7 @@
 // HeartbeatScheduler (PROTOCOL.md §4): a wheel of 100 buckets walked by one timer, pings spread
 // over the interval, pong validity pongSeq < seq ≤ pingSeq, timeout after 2 intervals.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { HEARTBEAT_BUCKETS, HeartbeatScheduler, type HeartbeatHandler, type HeartbeatState } from "../../workers/heartbeat.js";
+import { HEARTBEAT_BUCKETS, HeartbeatScheduler, type HeartbeatHandler, type HeartbeatState } from "../../workers/socket/heartbeat.js";
 
 const INTERVAL = 1000;
 const TICK = INTERVAL / HEARTBEAT_BUCKETS; // 10 ms

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { OTHER_METHOD, RpcOutcomes } from "../../workers/rpc-outcomes.js";
+import { OTHER_METHOD, RpcOutcomes } from "../../workers/socket/rpc-outcomes.js";
 
 describe("RpcOutcomes", () => {
   it("counts by method and outcome", () => {

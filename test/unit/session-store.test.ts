@@ -1,8 +1,8 @@
 // SessionStore (PROTOCOL.md §4): generation-rotated resume tokens, takeover, expiry sweep and
 // the cap on detached sessions. The clock is injected.
 import { describe, expect, it } from "vitest";
-import { issueSessionToken, newSessionId } from "../../src/shared/session-token.js";
-import { SessionStore, type Session } from "../../workers/session-store.js";
+import { issueSessionToken, newSessionId } from "../../workers/socket/session-token.js";
+import { SessionStore, type Session } from "../../workers/socket/session-store.js";
 
 const SECRET = "unit-secret-0123456789abcdef0123456789";
 const TTL = 60_000;

@@ -1,7 +1,7 @@
 // Session tokens: compact, HMAC-signed over sessionId, deviceId, generation and expiry.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { SESSION_TOKEN_LENGTH, issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "../../src/shared/session-token.js";
+import { SESSION_TOKEN_LENGTH, issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "../../workers/socket/session-token.js";
 
 const SECRET = "test-secret-0123456789abcdef0123456789";
 const CLAIMS: SessionClaims = { sessionId: "AAECAwQFBgcICQoL", deviceId: "dev-123", generation: 3, expiresAt: 1767225600000 };

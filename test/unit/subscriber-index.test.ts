@@ -7,9 +7,9 @@ import { eventRecordLength, writeEventRecord } from "../../src/shared/event-reco
 import { OutFlags, OutKind, RECORD_HEADER_BYTES } from "../../src/shared/records.js";
 import { RingReader, createRingBuffer } from "../../src/shared/ring-buffer.js";
 import type { SubscriptionDelta } from "../../src/shared/thread-api.js";
-import { Connection } from "../../workers/connection.js";
-import { EventFanout, SubscriberIndex } from "../../workers/event-fanout.js";
-import { OutboundWriter } from "../../workers/outbound-writer.js";
+import { Connection } from "../../workers/socket/connection.js";
+import { EventFanout, SubscriberIndex } from "../../workers/socket/event-fanout.js";
+import { OutboundWriter } from "../../workers/socket/outbound-writer.js";
 
 function conn(id: number, role: string, agentIds: string[] = [], encoding: Encoding = Encoding.JSON): Connection {
   const c = new Connection(id, `inst-${id.toString(36)}`, encoding);

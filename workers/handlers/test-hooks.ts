@@ -1,5 +1,5 @@
 // Test-only triggers, registered only when GATEWAY_TEST_HOOKS=1 (never in production).
-import type { MethodTable } from "../handler-registry.js";
+import type { MethodTable } from "./handler-registry.js";
 
 function readMs(params: unknown, max: number): number {
   const ms = typeof params === "object" && params !== null ? (params as { ms?: unknown }).ms : undefined;

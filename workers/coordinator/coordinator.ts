@@ -5,14 +5,14 @@
 import { workerData, type MessagePort } from "node:worker_threads";
 import { Buffer } from "node:buffer";
 import * as Comlink from "comlink";
-import { RingWriter, maxRecordBytes } from "../src/shared/ring-buffer.js";
-import { eventRecordLength, writeEventRecord } from "../src/shared/event-records.js";
-import { createLogger } from "../src/shared/logger.js";
-import type { GatewayConfig } from "../src/config.js";
-import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../src/shared/thread-api.js";
-import { shardOf } from "../src/shared/hash.js";
+import { RingWriter, maxRecordBytes } from "../../src/shared/ring-buffer.js";
+import { eventRecordLength, writeEventRecord } from "../../src/shared/event-records.js";
+import { createLogger } from "../../src/shared/logger.js";
+import type { GatewayConfig } from "../../src/config.js";
+import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../../src/shared/thread-api.js";
+import { shardOf } from "../../src/shared/hash.js";
 import type { RedisBackplane } from "./backplane.js";
-import { LoopLag } from "../src/shared/loop-lag.js";
+import { LoopLag } from "../../src/shared/loop-lag.js";
 
 const { config, control } = workerData as { config: GatewayConfig; control: MessagePort };
 const log = createLogger("coordinator", config.logLevel);

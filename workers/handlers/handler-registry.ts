@@ -2,8 +2,8 @@
 // and the modules named by HANDLER_MODULES are loaded the same way in the socket workers and in
 // the piscina threads, so a method marked `blocking` runs the same code in either place.
 import { pathToFileURL } from "node:url";
-import type { ErrorBody } from "../src/protocol/errors.js";
-import type { EventBus } from "../src/shared/event-bus.js";
+import type { ErrorBody } from "../../src/protocol/errors.js";
+import type { EventBus } from "../../src/shared/event-bus.js";
 
 /** What a handler sees of the connection that sent the request. */
 export interface HandlerContext {

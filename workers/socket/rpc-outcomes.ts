@@ -2,7 +2,7 @@
 // The label set stays bounded whatever clients send: methods the registry does not know are
 // counted under "other", and outcomes are "ok" or one of the contract's error codes.
 
-import type { RpcOutcomeRow } from "../src/shared/thread-api.js";
+import type { RpcOutcomeRow } from "../../src/shared/thread-api.js";
 
 export const OTHER_METHOD = "other";
 

@@ -1,10 +1,10 @@
 // One WebSocket connection as its socket worker sees it. Created when the connect request
 // arrives, it doubles as the handlers' context, so no object is made per request.
-import type { Encoding } from "../src/protocol/codec.js";
-import type { HandlerContext } from "./handler-registry.js";
+import type { Encoding } from "../../src/protocol/codec.js";
+import type { HandlerContext } from "../handlers/handler-registry.js";
 import type { HeartbeatState } from "./heartbeat.js";
 import type { Session } from "./session-store.js";
-import type { EventBus } from "../src/shared/event-bus.js";
+import type { EventBus } from "../../src/shared/event-bus.js";
 
 /** PROTOCOL.md §2: the 10th bad frame within one minute closes the connection. */
 export const BAD_FRAME_LIMIT = 10;

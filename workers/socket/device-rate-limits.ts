@@ -1,10 +1,10 @@
 // Per-device RPC and agent.run limits (PROTOCOL.md §5): the pre-handler stage of the RPC
 // pipeline. Exact per device on this gateway, because every connection of a device is routed
 // to this worker. A refused request is not executed and not counted.
-import type { GatewayConfig } from "../src/config.js";
-import { ErrorCode, type ErrorBody } from "../src/protocol/errors.js";
-import { SlidingWindowLimiter } from "../src/shared/sliding-window-limiter.js";
-import type { HandlerContext, PreHandlerCheck } from "./handler-registry.js";
+import type { GatewayConfig } from "../../src/config.js";
+import { ErrorCode, type ErrorBody } from "../../src/protocol/errors.js";
+import { SlidingWindowLimiter } from "../../src/shared/sliding-window-limiter.js";
+import type { HandlerContext, PreHandlerCheck } from "../handlers/handler-registry.js";
 
 export interface RateLimitRefusals {
   rpc: number;

@@ -3,9 +3,9 @@
 // into at most two MULTICAST records for the main thread (one per encoding) — each event is
 // encoded once per encoding, never once per recipient.
 import { Buffer } from "node:buffer";
-import { Encoding, packMsgpack } from "../src/protocol/codec.js";
-import { readEventRecord } from "../src/shared/event-records.js";
-import type { SubscriptionDelta } from "../src/shared/thread-api.js";
+import { Encoding, packMsgpack } from "../../src/protocol/codec.js";
+import { readEventRecord } from "../../src/shared/event-records.js";
+import type { SubscriptionDelta } from "../../src/shared/thread-api.js";
 import type { Connection } from "./connection.js";
 import type { OutboundWriter } from "./outbound-writer.js";
 

@@ -8,9 +8,9 @@
 import type { Redis } from "ioredis";
 import { pack, unpack } from "msgpackr";
 import { randomBytes } from "node:crypto";
-import type { Logger } from "../src/shared/logger.js";
-import { RttHistogram } from "../src/shared/rtt-histogram.js";
-import type { BackplaneStats, SessionPut, SessionRecord } from "../src/shared/thread-api.js";
+import type { Logger } from "../../src/shared/logger.js";
+import { RttHistogram } from "../../src/shared/rtt-histogram.js";
+import type { BackplaneStats, SessionPut, SessionRecord } from "../../src/shared/thread-api.js";
 
 const CHANNEL = "gw:bus";
 const SESSION_KEY = "gw:s:";

@@ -1,10 +1,10 @@
 // The `agent.run` method (PROTOCOL.md §10): {agentId, input} → {runId}. Rate limits have
 // already been applied by the pre-handler stage when this runs.
 import { randomUUID } from "node:crypto";
-import type { Logger } from "../../src/shared/logger.js";
-import { GatewayError, ErrorCode } from "../../src/protocol/errors.js";
-import { AGENT_ID_RE } from "../../src/protocol/frames.js";
-import type { MethodTable } from "../handler-registry.js";
+import type { Logger } from "../../../src/shared/logger.js";
+import { GatewayError, ErrorCode } from "../../../src/protocol/errors.js";
+import { AGENT_ID_RE } from "../../../src/protocol/frames.js";
+import type { MethodTable } from "../../handlers/handler-registry.js";
 import type { AgentRunEvents, AgentRuntime, AgentRun } from "./agent-runtime.js";
 
 /** Where a run's events go (the event bus, once wired). */

@@ -3,7 +3,7 @@
 // to this worker. Disconnected sessions are capped: when the cap is reached the oldest
 // disconnected one is forgotten (its resume then fails with INVALID_SESSION — never a
 // security issue, only a lost convenience).
-import { issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "../src/shared/session-token.js";
+import { issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "./session-token.js";
 
 export interface Session {
   readonly id: string;

@@ -4,33 +4,33 @@
 import { workerData, type MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
 import { Piscina } from "piscina";
-import { RingReader } from "../src/shared/ring-buffer.js";
-import { Doorbell } from "../src/shared/doorbell.js";
-import { InKind, RECORD_HEADER_BYTES } from "../src/shared/records.js";
-import { createLogger } from "../src/shared/logger.js";
-import { SecretToken } from "../src/shared/secret-token.js";
-import { formatConnId, parseConnId } from "../src/shared/conn-id.js";
-import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
-import { decodeFrame, type Encoding } from "../src/protocol/codec.js";
-import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ConnectParams, type ReqFrame, type RequestId } from "../src/protocol/frames.js";
-import { ErrorCode, GatewayError, isGatewayError, type ErrorBody } from "../src/protocol/errors.js";
-import { CloseCode, CloseReason } from "../src/protocol/close-codes.js";
-import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
-import { builtinMethods } from "./handlers/builtin.js";
-import { testHookMethods } from "./handlers/test-hooks.js";
+import { RingReader } from "../../src/shared/ring-buffer.js";
+import { Doorbell } from "../../src/shared/doorbell.js";
+import { InKind, RECORD_HEADER_BYTES } from "../../src/shared/records.js";
+import { createLogger } from "../../src/shared/logger.js";
+import { SecretToken } from "../../src/shared/secret-token.js";
+import { formatConnId, parseConnId } from "../../src/shared/conn-id.js";
+import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats, BlockingTask, BlockingTaskResult } from "../../src/shared/thread-api.js";
+import { decodeFrame, type Encoding } from "../../src/protocol/codec.js";
+import { isBadFrame, MAX_AGENT_IDS, validateAgentIds, validateClientFrame, validateConnectParams, type ConnectParams, type ReqFrame, type RequestId } from "../../src/protocol/frames.js";
+import { ErrorCode, GatewayError, isGatewayError, type ErrorBody } from "../../src/protocol/errors.js";
+import { CloseCode, CloseReason } from "../../src/protocol/close-codes.js";
+import { HandlerRegistry, loadHandlerModules } from "../handlers/handler-registry.js";
+import { builtinMethods } from "../handlers/builtin.js";
+import { testHookMethods } from "../handlers/test-hooks.js";
 import { OutboundWriter } from "./outbound-writer.js";
 import { Connection } from "./connection.js";
 import { createDeviceRateLimits } from "./device-rate-limits.js";
 import { HeartbeatScheduler } from "./heartbeat.js";
 import { SessionStore, type IssuedToken, type Session } from "./session-store.js";
-import { RttHistogram } from "../src/shared/rtt-histogram.js";
-import { LoopLag } from "../src/shared/loop-lag.js";
+import { RttHistogram } from "../../src/shared/rtt-histogram.js";
+import { LoopLag } from "../../src/shared/loop-lag.js";
 import { RpcOutcomes } from "./rpc-outcomes.js";
 import { Buffer } from "node:buffer";
 import { EventFanout, SubscriberIndex } from "./event-fanout.js";
-import { validatePublish, EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD, type EventFilter } from "../src/protocol/publish.js";
-import type { EventBus } from "../src/shared/event-bus.js";
-import type { CoordinatorToWorker, PublishItem, SessionPut, SessionRecord, WorkerToCoordinator } from "../src/shared/thread-api.js";
+import { validatePublish, EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD, type EventFilter } from "../../src/protocol/publish.js";
+import type { EventBus } from "../../src/shared/event-bus.js";
+import type { CoordinatorToWorker, PublishItem, SessionPut, SessionRecord, WorkerToCoordinator } from "../../src/shared/thread-api.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
 import { loadAgentRuntime, type AgentRunEvents } from "./agent/agent-runtime.js";
 
@@ -483,7 +483,7 @@ function dispatch(conn: Connection, req: ReqFrame): void {
 /** Runs a `blocking` handler in the piscina pool; its contract errors come back as GatewayErrors. */
 function runBlocking(conn: Connection, req: ReqFrame): Promise<unknown> {
   pool ??= new Piscina({
-    filename: new URL("./handler-task.js", import.meta.url).href,
+    filename: new URL("../pool/handler-task.js", import.meta.url).href,
     workerData: { handlerModules: config.handlerModules, testHooks: config.testHooks },
     minThreads: 0,
     maxThreads: Math.max(1, Math.ceil(2 / config.workers)),

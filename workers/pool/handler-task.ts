@@ -1,12 +1,12 @@
 // piscina task thread: runs handlers marked `blocking`, so CPU-heavy work never delays the
 // heartbeats, limits and replies of the socket worker's other devices.
 import { workerData } from "piscina";
-import type { BlockingTask, BlockingTaskResult } from "../src/shared/thread-api.js";
-import { ErrorCode, isGatewayError } from "../src/protocol/errors.js";
-import type { EventBus } from "../src/shared/event-bus.js";
-import { HandlerRegistry, loadHandlerModules } from "./handler-registry.js";
-import { builtinMethods } from "./handlers/builtin.js";
-import { testHookMethods } from "./handlers/test-hooks.js";
+import type { BlockingTask, BlockingTaskResult } from "../../src/shared/thread-api.js";
+import { ErrorCode, isGatewayError } from "../../src/protocol/errors.js";
+import type { EventBus } from "../../src/shared/event-bus.js";
+import { HandlerRegistry, loadHandlerModules } from "../handlers/handler-registry.js";
+import { builtinMethods } from "../handlers/builtin.js";
+import { testHookMethods } from "../handlers/test-hooks.js";
 
 const { handlerModules, testHooks } = workerData as { handlerModules: string[]; testHooks: boolean };
 const registry = new HandlerRegistry();

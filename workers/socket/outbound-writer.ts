@@ -2,10 +2,10 @@
 // full (the main thread is behind), records wait in `pending`, in order, and the worker stops
 // reading its inbound ring until they are flushed — backpressure instead of loss.
 import { Buffer } from "node:buffer";
-import { RingWriter, maxRecordBytes } from "../src/shared/ring-buffer.js";
-import { OutKind, OutFlags, RECORD_HEADER_BYTES, writeHeader } from "../src/shared/records.js";
-import { Encoding, packMsgpack } from "../src/protocol/codec.js";
-import type { ServerFrame } from "../src/protocol/frames.js";
+import { RingWriter, maxRecordBytes } from "../../src/shared/ring-buffer.js";
+import { OutKind, OutFlags, RECORD_HEADER_BYTES, writeHeader } from "../../src/shared/records.js";
+import { Encoding, packMsgpack } from "../../src/protocol/codec.js";
+import type { ServerFrame } from "../../src/protocol/frames.js";
 
 interface PendingRecord {
   kind: number;
