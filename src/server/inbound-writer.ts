@@ -48,8 +48,8 @@ export class InboundWriter<T extends InboundTarget> {
   /**
    * Copies one record into the shard's inbound ring; false when the ring is full. Waiting
    * CLOSEs of the shard go first, and while any still wait nothing else is written: the
-   * worker sees every record in the order the main thread produced it (a connId is reused
-   * only after a 2^32 wrap, so an OPEN can never overtake an older CLOSE of the same id).
+   * worker sees every record in the order the main thread produced it, so not even the OPEN
+   * of a connId reused after a 2^32 wrap can overtake the old connection's CLOSE.
    */
   write(shard: T, kind: number, a: number, connId: number, body: ArrayBuffer | undefined): boolean {
     if (this.waiting !== 0 && !this.flush(shard.index)) return false;
@@ -59,8 +59,8 @@ export class InboundWriter<T extends InboundTarget> {
   /** The socket is gone: the worker must learn it, now or as soon as its ring has room. */
   writeClose(shard: T, connId: number): void {
     if (this.write(shard, InKind.CLOSE, 0, connId, undefined)) return;
-    let p = this.pending[shard.index];
-    if (p === undefined || p.shard !== shard) p = this.pending[shard.index] = { shard, ids: [] };
+    // write() just flushed this index: what is left there is this shard's (a dead one's was dropped).
+    const p = (this.pending[shard.index] ??= { shard, ids: [] });
     p.ids.push(connId);
     this.waiting++;
     this.closesDeferred++;
