@@ -4,12 +4,17 @@
 import { describe, expect, it } from "vitest";
 import { connected, httpGet, startGateway, type Frame } from "./harness.js";
 
-/** gateway_worker_connections summed over workers, and the live sessions. */
-async function workerCounts(port: number): Promise<{ connections: number; liveSessions: number }> {
+/** gateway_worker_connections summed over workers, the live sessions and the 4002 closes. */
+async function workerCounts(port: number): Promise<{ connections: number; liveSessions: number; heartbeatTimeouts: number }> {
   const text = await (await httpGet(port, "/metrics")).text();
   const rows = [...text.matchAll(/^gateway_worker_connections\{worker="\d+"\} (\d+)$/gm)];
   const live = /^gateway_sessions\{state="live"\} (\d+)$/m.exec(text);
-  return { connections: rows.reduce((a, m) => a + Number(m[1]), 0), liveSessions: Number(live?.[1] ?? NaN) };
+  const timeouts = /^gateway_heartbeat_timeouts_total (\d+)$/m.exec(text);
+  return {
+    connections: rows.reduce((a, m) => a + Number(m[1]), 0),
+    liveSessions: Number(live?.[1] ?? NaN),
+    heartbeatTimeouts: Number(timeouts?.[1] ?? NaN),
+  };
 }
 
 describe("a CLOSE that finds the inbound ring full", () => {
@@ -26,9 +31,9 @@ describe("a CLOSE that finds the inbound ring full", () => {
     try {
       const flooder = await connected(gw, "dev-flood");
       const leavers = await Promise.all(Array.from({ length: 20 }, (_, i) => connected(gw, `dev-leaver-${i}`)));
-      expect(await workerCounts(gw.port)).toEqual({ connections: 21, liveSessions: 21 });
+      expect(await workerCounts(gw.port)).toEqual({ connections: 21, liveSessions: 21, heartbeatTimeouts: 0 });
 
-      const BLOCK_MS = 2500;
+      const BLOCK_MS = 4000;
       flooder.send({ type: "req", id: "block", method: "test.blockWorker", params: { ms: BLOCK_MS } });
       const blockedAt = Date.now();
       await new Promise((r) => setTimeout(r, 100));
@@ -39,8 +44,9 @@ describe("a CLOSE that finds the inbound ring full", () => {
       await flooder.next(busy, BLOCK_MS);
       for (const c of leavers) c.close();
       await Promise.all(leavers.map((c) => c.waitClose(BLOCK_MS)));
-      // Still blocked: every CLOSE above met a full ring.
-      expect(Date.now() - blockedAt).toBeLessThan(BLOCK_MS - 300);
+      // Still blocked, so the ring was full when these CLOSEs came (a few may fit in its last
+      // gaps; the log line below shows that some waited).
+      expect(Date.now() - blockedAt).toBeLessThan(BLOCK_MS - 500);
 
       // The worker unblocks at BLOCK_MS; the scrape waits for it (stats() goes through its loop).
       let counts = await workerCounts(gw.port);
@@ -49,10 +55,10 @@ describe("a CLOSE that finds the inbound ring full", () => {
         await new Promise((r) => setTimeout(r, 100));
         counts = await workerCounts(gw.port);
       }
-      expect(counts).toEqual({ connections: 1, liveSessions: 1 });
+      // Dropped on the CLOSE records, not by the heartbeat.
+      expect(counts).toEqual({ connections: 1, liveSessions: 1, heartbeatTimeouts: 0 });
       expect(gw.output()).toMatch(/inbound ring full: socket closes wait for room/);
-      expect(gw.output()).not.toMatch(/"code":4002/);
-      // The flooder's own requests were all answered, and it is still served.
+      // The survivor is still served once the flood is answered.
       expect((await flooder.request("echo", "after", "after", 10_000)).payload).toBe("after");
       flooder.close();
     } finally {
