@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { checkKnown, numFlag, parseFlags } from "./lib/args.js";
+import { numFlag, parseFlags } from "./lib/args.js";
 import { killChildrenOnExit, startChild, stopChild, type Child } from "./lib/child.js";
 import { freePort, httpStatus, sleep } from "./lib/net-util.js";
 import { diffCpu, readCpu, type CpuSnapshot } from "./lib/proc-cpu.js";
@@ -24,8 +24,7 @@ const RUNNER = join(DIST, "run.js");
 const ADMIN = randomBytes(16).toString("hex");
 const SECRET = randomBytes(24).toString("hex");
 
-const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["conns", "rate", "duration"]);
+const flags = parseFlags(process.argv.slice(2), { values: ["conns", "rate", "duration"] });
 const conns = numFlag(flags, "conns", 200, { min: 1, integer: true });
 const rate = numFlag(flags, "rate", 500, { min: 1 });
 const duration = numFlag(flags, "duration", 10, { min: 1 });

@@ -11,13 +11,14 @@
 // Latency = time from writing a request to reading its reply (replies are in order per connection).
 import net from "node:net";
 import { performance } from "node:perf_hooks";
-import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { FrameCounter, maskedFrame, OP_CLOSE, OP_PING, OP_PONG, parseUpgradeResponse, upgradeRequest } from "./lib/frames.js";
 import { Histogram } from "./lib/histogram.js";
 import type { ClientLine, ClientResult, LoadMode } from "./lib/types.js";
 
-const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["host", "port", "path", "mode", "conns", "window", "duration", "warmup", "rate", "max-inflight", "connect-timeout"]);
+const flags = parseFlags(process.argv.slice(2), {
+  values: ["host", "port", "path", "mode", "conns", "window", "duration", "warmup", "rate", "max-inflight", "connect-timeout"],
+});
 const HOST = strFlag(flags, "host", "127.0.0.1");
 const PORT = numFlag(flags, "port", Number(process.env.PORT ?? 8080), { min: 1, integer: true });
 const PATH = strFlag(flags, "path", "/ws?encoding=json");

@@ -12,7 +12,7 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { checkKnown, fileFlag, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { fileFlag, numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { killChildrenOnExit, startChild, stopChild } from "./lib/child.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
 import { diffCpu, readCpu, readRss, type CpuSnapshot } from "./lib/proc-cpu.js";
@@ -24,9 +24,11 @@ const ROOT = resolve(HERE, "../..");
 const HOST = "127.0.0.1";
 const WS_PATH = "/ws?encoding=json";
 
-const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "compare", "max-inflight", "help"]);
-if (flags.has("help")) {
+const flags = parseFlags(process.argv.slice(2), {
+  values: ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "compare", "max-inflight"],
+  switches: ["help"],
+});
+if (flags.help) {
   console.log(
     "usage: node dist/load/bench.js [--duration 5] [--warmup 1] [--conns 50] [--window 32] [--rate 20000]\n" +
       "  [--only gw-w1,gw-w2,uws-raw,ws-node] [--modes closed,open] [--repeat 1] [--gateway dist/main.js]\n" +
@@ -73,7 +75,7 @@ const ALL: ServerSpec[] = [
 if (opts.compare !== undefined) {
   ALL.splice(2, 0, { name: "cmp-w1", script: opts.compare, env: gatewayEnv(1), ready: "readyz" }, { name: "cmp-w2", script: opts.compare, env: gatewayEnv(2), ready: "readyz" });
 }
-const only = flags.get("only")?.split(",").map((s) => s.trim()).filter(Boolean);
+const only = flags.only?.split(",").map((s) => s.trim()).filter(Boolean);
 for (const n of only ?? []) {
   if (!ALL.some((s) => s.name === n)) throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
 }

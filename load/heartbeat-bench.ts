@@ -16,7 +16,7 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { fdLimits, killChildrenOnExit, startChild, stopChild, type Child } from "./lib/child.js";
 import type { HbClientLine, HbConnected, HbCounters, HbResult, HbSnap, LoopDelay } from "./lib/heartbeat-types.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
@@ -31,9 +31,11 @@ const FD_RESERVE = 200;
 /** Connecting counts as stalled when fewer than max(10, 0.5 % of --conns) came up in this many seconds. */
 const STALL_SEC = 10;
 
-const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["conns", "duration", "heartbeat-sec", "only", "concurrency", "connect-budget", "gateway", "help"]);
-if (flags.has("help")) {
+const flags = parseFlags(process.argv.slice(2), {
+  values: ["conns", "duration", "heartbeat-sec", "only", "concurrency", "connect-budget", "gateway"],
+  switches: ["help"],
+});
+if (flags.help) {
   console.log(
     "usage: node dist/load/heartbeat-bench.js [--conns 20000] [--duration 10] [--heartbeat-sec 1]\n" +
       "  [--only gw-w1,ws-node] [--concurrency 500] [--connect-budget 120] [--gateway dist/main.js]",
@@ -97,7 +99,7 @@ const ALL: ServerSpec[] = [
     ready: "upgrade",
   },
 ];
-const only = flags.get("only")?.split(",").map((s) => s.trim()).filter(Boolean);
+const only = flags.only?.split(",").map((s) => s.trim()).filter(Boolean);
 for (const n of only ?? []) {
   if (!ALL.some((s) => s.name === n)) throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
 }

@@ -14,12 +14,13 @@
 import net from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
-import { checkKnown, numFlag, parseFlags, strFlag } from "./lib/args.js";
+import { numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { FrameCounter, maskedFrame, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, parseUpgradeResponse, upgradeRequest } from "./lib/frames.js";
 import type { HbClientLine, HbConnectErrors, HbCounters, HbSamples, LoopDelay } from "./lib/heartbeat-types.js";
 
-const flags = parseFlags(process.argv.slice(2));
-checkKnown(flags, ["host", "port", "path", "conns", "concurrency", "connect-timeout", "device-prefix"]);
+const flags = parseFlags(process.argv.slice(2), {
+  values: ["host", "port", "path", "conns", "concurrency", "connect-timeout", "device-prefix"],
+});
 const HOST = strFlag(flags, "host", "127.0.0.1");
 const PORT = numFlag(flags, "port", Number(process.env.PORT ?? 8080), { min: 1, integer: true });
 const PATH = strFlag(flags, "path", "/ws?encoding=json");

@@ -1,7 +1,7 @@
 // Command line of the load runner: `node dist/load/run.js <scenario> [options]`. Every value is
 // checked here; a bad one is a UsageError (the runner prints it with the usage and exits 2).
 import { resolve } from "node:path";
-import { checkKnown, numFlag, parseFlags, strFlag, type Flags } from "../lib/args.js";
+import { numFlag, parseFlags, strFlag, type Flags, type ValueKey } from "../lib/args.js";
 import { SCENARIOS, type ScenarioName, type SubscribeVia } from "./types.js";
 
 export class UsageError extends Error {}
@@ -41,9 +41,11 @@ export interface Options {
   connectTimeoutSec: number;
 }
 
+type ScenarioFlag = "conns" | "rate" | "max-inflight" | "payload-bytes" | "admin-token" | "subscribe-via" | "publish-url" | "hold" | "heartbeat-sec";
+
 interface ScenarioFlags {
   about: string;
-  flags: readonly string[];
+  flags: readonly ScenarioFlag[];
   conns: number;
   rate: number;
 }
@@ -76,9 +78,10 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
   },
 };
 
-const COMMON = ["duration", "url", "threads", "token", "out", "gateway", "gateway-env", "workers", "connect-timeout", "connect-concurrency", "help"] as const;
+const COMMON = ["duration", "url", "threads", "token", "out", "gateway", "workers", "connect-timeout", "connect-concurrency"] as const;
+type RunnerFlags = Flags<(typeof COMMON)[number] | ScenarioFlag, "help", "gateway-env">;
 /** Flags that only make sense for the gateway the runner starts itself. */
-const SELF_STARTED_ONLY = ["gateway", "gateway-env", "workers", "heartbeat-sec"];
+const SELF_STARTED_ONLY = ["gateway", "gateway-env", "workers", "heartbeat-sec"] as const;
 
 export const USAGE = `usage: npm run load -- <scenario> [options]
        node dist/load/run.js <scenario> [options]      (after npm run build)
@@ -146,29 +149,18 @@ export function parseTarget(raw: string): Target {
   return { host, port, wsPath: `${path}${u.search}`, url: `ws://${u.host}${path}${u.search}` };
 }
 
-/** Pulls every `--gateway-env K=V` (repeatable) out of argv. */
-function takeGatewayEnv(argv: string[]): { rest: string[]; env: Record<string, string>; given: boolean } {
-  const rest: string[] = [];
+/** Every `--gateway-env K=V` (repeatable) as an environment. */
+function gatewayEnvOf(pairs: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {};
-  let given = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    let kv: string | undefined;
-    if (a === "--gateway-env") kv = argv[++i];
-    else if (a.startsWith("--gateway-env=")) kv = a.slice("--gateway-env=".length);
-    else {
-      rest.push(a);
-      continue;
-    }
-    given = true;
-    const m = kv === undefined ? null : /^([A-Z_][A-Z0-9_]*)=(.*)$/s.exec(kv);
-    if (!m) throw new UsageError(`--gateway-env: expected NAME=value, got ${JSON.stringify(kv ?? "")}`);
+  for (const kv of pairs) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/s.exec(kv);
+    if (!m) throw new UsageError(`--gateway-env: expected NAME=value, got ${JSON.stringify(kv)}`);
     env[m[1] as string] = m[2] as string;
   }
-  return { rest, env, given };
+  return env;
 }
 
-function num(flags: Flags, name: string, def: number, opts: { min?: number; max?: number; integer?: boolean }): number {
+function num(flags: RunnerFlags, name: ValueKey<RunnerFlags>, def: number, opts: { min?: number; max?: number; integer?: boolean }): number {
   let v: number;
   try {
     v = numFlag(flags, name, def, opts);
@@ -194,59 +186,57 @@ export function parseOptions(
   }
   const name = scenario as ScenarioName;
   const spec = SCENARIO_FLAGS[name];
-  const { rest, env: gatewayEnv, given: gatewayEnvGiven } = takeGatewayEnv(more);
-  let flags: Flags;
+  let flags: RunnerFlags;
   try {
-    flags = parseFlags(rest);
-    checkKnown(flags, [...COMMON, ...spec.flags]);
+    flags = parseFlags(more, { values: [...COMMON, ...spec.flags], switches: ["help"], repeatable: ["gateway-env"] });
   } catch (e) {
-    const m = /^unknown flag (--[\w-]+)/.exec((e as Error).message);
+    const m = /^unknown flag (-[\w-]+)/.exec((e as Error).message);
     throw new UsageError(m ? `${m[1]} is not an option of ${name} (see --help)` : (e as Error).message);
   }
-  for (const [k, v] of flags) if (v === "true" && k !== "help") throw new UsageError(`--${k}: missing value`);
+  const gatewayEnv = gatewayEnvOf(flags["gateway-env"] ?? []);
 
-  const url = flags.get("url");
+  const url = flags.url;
   const target = url === undefined ? null : parseTarget(url);
   if (target) {
-    const bad = SELF_STARTED_ONLY.filter((f) => flags.has(f) || (f === "gateway-env" && gatewayEnvGiven));
+    const bad = SELF_STARTED_ONLY.filter((f) => flags[f] !== undefined);
     if (bad.length > 0) throw new UsageError(`${bad.map((f) => `--${f}`).join(", ")}: only for the self-started gateway, not with --url`);
   }
-  const publishUrl = flags.get("publish-url");
+  const publishUrl = flags["publish-url"];
   if (publishUrl !== undefined && !target) throw new UsageError("--publish-url needs --url (subscribers on --url, publisher on --publish-url)");
   const publishTarget = publishUrl === undefined ? null : parseTarget(publishUrl);
   const conns = spec.flags.includes("conns") ? num(flags, "conns", spec.conns, { min: 1, max: 1_000_000, integer: true }) : 0;
   const rate = spec.flags.includes("rate") ? num(flags, "rate", spec.rate, { min: 0.1, max: 1_000_000 }) : 0;
   const threads = num(flags, "threads", 1, { min: 1, max: 64, integer: true });
   if (conns > 0 && threads > conns) throw new UsageError(`--threads ${threads} is more than --conns ${conns}: each thread needs at least one connection`);
-  const adminToken = flags.get("admin-token") ?? env.ADMIN_TOKEN ?? null;
+  const adminToken = flags["admin-token"] ?? env.ADMIN_TOKEN ?? null;
   if (name === "broadcast" && target && !adminToken) {
     throw new UsageError("broadcast against --url needs the gateway's ADMIN_TOKEN: pass --admin-token or set ADMIN_TOKEN");
   }
   const via = strFlag(flags, "subscribe-via", "mixed");
   if (via !== "connect" && via !== "subscribe" && via !== "mixed") throw new UsageError(`--subscribe-via: expected connect, subscribe or mixed, got ${JSON.stringify(via)}`);
-  for (const v of Object.values({ token: flags.get("token"), adminToken: flags.get("admin-token") })) {
+  for (const v of [flags.token, flags["admin-token"]]) {
     if (v !== undefined && v.length === 0) throw new UsageError("tokens must not be empty");
   }
 
   return {
     scenario: name,
-    durationSec: flags.has("duration") ? parseDuration("duration", flags.get("duration") as string) : 10,
+    durationSec: flags.duration !== undefined ? parseDuration("duration", flags.duration) : 10,
     conns,
     rate,
     threads,
     target,
     publishTarget,
-    token: flags.get("token") ?? env.GATEWAY_TOKEN ?? null,
+    token: flags.token ?? env.GATEWAY_TOKEN ?? null,
     adminToken,
     outDir: resolve(cwd, strFlag(flags, "out", defaults.outDir)),
     gateway: resolve(cwd, strFlag(flags, "gateway", defaults.gateway)),
     gatewayEnv,
-    workers: flags.has("workers") ? num(flags, "workers", 1, { min: 1, max: 256, integer: true }) : null,
+    workers: flags.workers !== undefined ? num(flags, "workers", 1, { min: 1, max: 256, integer: true }) : null,
     heartbeatSec: num(flags, "heartbeat-sec", 1, { min: 1, max: 3600, integer: true }),
     maxInflight: num(flags, "max-inflight", 1000, { min: 1, max: 1_000_000, integer: true }),
     payloadBytes: num(flags, "payload-bytes", 0, { min: 0, max: 1_000_000, integer: true }),
     subscribeVia: via,
-    holdSec: flags.has("hold") ? parseDuration("hold", flags.get("hold") as string, true) : 0,
+    holdSec: flags.hold !== undefined ? parseDuration("hold", flags.hold, true) : 0,
     connectConcurrency: num(flags, "connect-concurrency", 200, { min: 1, max: 100_000, integer: true }),
     connectTimeoutSec: num(flags, "connect-timeout", 30, { min: 0.1, max: 3600 }),
   };

@@ -52,7 +52,7 @@ type ECharts = typeof import("echarts");
 let echartsLib: ECharts | null = null;
 
 function svg(option: Record<string, unknown>): string {
-  // the single-file CommonJS build loads about 3× faster than the ESM tree of `import("echarts")`
+  // the single-file CommonJS build: much quicker to load than the ESM tree (load/README.md)
   const echarts = (echartsLib ??= createRequire(import.meta.url)("echarts") as ECharts);
   const chart = echarts.init(null, null, { renderer: "svg", ssr: true, width: WIDTH, height: HEIGHT });
   try {

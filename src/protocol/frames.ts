@@ -1,5 +1,6 @@
 // Frame shapes of the wire contract (PROTOCOL.md §2–3) and the checks that turn a decoded
-// value into one of them. Hand-written: they run once per frame and beat a schema library here.
+// value into one of them. Hand-written because they run once per frame: why not a schema
+// library is in docs/ARCHITECTURE.md, "Hand-written on purpose".
 import type { ErrorBody } from "./errors.js";
 
 export type RequestId = string | number;

@@ -208,15 +208,10 @@ export function resolveClientIp(peer: IPAddress, xForwardedFor: string, trusted:
   return hop;
 }
 
-/** Rate-limit key: IPv4 → dotted quad; IPv6 → its /64 prefix in canonical form, e.g. "2001:db8:1:2::/64". */
+/** Rate-limit key: IPv4 → dotted quad; IPv6 → its /64 prefix in RFC 5952 form, e.g. "2001:db8:1:2::/64". */
 export function rateLimitKey(addr: IPAddress): string {
   const a = unmap(addr);
   if (isV4(a)) return a.octets.join(".");
-  // The last four groups are zero, so the longest zero run (RFC 5952) is the trailing one,
-  // extended left over any zero groups at the end of the prefix.
-  let n = 4;
-  while (n > 0 && a.parts[n - 1] === 0) n--;
-  let out = "";
-  for (let i = 0; i < n; i++) out += (i === 0 ? "" : ":") + (a.parts[i] ?? 0).toString(16);
-  return `${out}::/64`;
+  const [p0 = 0, p1 = 0, p2 = 0, p3 = 0] = a.parts;
+  return `${new ipaddr.IPv6([p0, p1, p2, p3, 0, 0, 0, 0]).toRFC5952String()}/64`;
 }

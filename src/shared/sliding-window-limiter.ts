@@ -47,10 +47,9 @@
 // threaded on an intrusive doubly linked list in least-recently-recorded order (record() moves
 // its entry to the new end). Every call evicts up to EVICT_PER_CALL idle entries (no event for
 // 2 * W: their estimate is 0) from the old end, so each call is O(1) in the worst case and the
-// idle backlog drains faster than keys arrive; prune() evicts all idle entries at once. (A Map
-// kept in insertion order with delete + set on touch was measured and rejected: V8 leaves
-// tombstones at the front of the table after front deletions and map.keys().next() scans them:
-// ~37 us per evict + insert at 100k keys on Node 20, versus ~1 us per take() with this list.)
+// idle backlog drains faster than keys arrive; prune() evicts all idle entries at once. (Not a
+// Map in insertion order with delete + set on touch: map.keys().next() scans the tombstones V8
+// leaves at the front after front deletions; figures in docs/ARCHITECTURE.md, "Rate limiting".)
 //
 // Key cap policy (maxKeys, default 100_000), fail closed: when an event for a key that is not
 // tracked arrives and the map is full after evicting idle entries, the new key is refused (its

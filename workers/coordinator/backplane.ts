@@ -95,7 +95,7 @@ export class RedisBackplane {
       conn.on("close", () => this.onState(name, false));
       conn.on("error", (err: Error) => {
         this.counts.errors++;
-        this.log.debug({ err: err.message, conn: name }, "redis error");
+        this.log.debug({ err, conn: name }, "redis error");
       });
     }
     this.sub.on("messageBuffer", (_channel: Buffer, message: Buffer) => this.onMessage(message));
@@ -105,7 +105,7 @@ export class RedisBackplane {
     // Not awaited to completion: the gateway starts and serves locally even if Redis is down.
     this.pub.connect().catch(() => undefined);
     this.sub.connect().catch(() => undefined);
-    void this.sub.subscribe(CHANNEL).catch((err: Error) => this.log.debug({ err: err.message }, "subscribe failed; retried on reconnect"));
+    void this.sub.subscribe(CHANNEL).catch((err: unknown) => this.log.debug({ err }, "subscribe failed; retried on reconnect"));
   }
 
   private readonly state = { publisher: false, subscriber: false };
