@@ -8,6 +8,7 @@ import type { Logger } from "../shared/logger.js";
 import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
 import { createDoorbell } from "../shared/doorbell.js";
 import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
+import { RestartBackoff } from "./restart-backoff.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
 const WORKER_URL = new URL("./workers/socket/socket-worker.js", import.meta.url);
@@ -36,7 +37,7 @@ export type OutboundHandler = (shard: Shard, max: number) => number;
 export class ShardPool {
   readonly shards: Shard[] = [];
   private stopping = false;
-  private crashes = 0;
+  private readonly restartBackoff = new RestartBackoff();
   restarts = 0;
   /** Called when a shard's worker died, before its replacement starts. */
   onShardDown: (index: number) => void = () => {};
@@ -136,9 +137,7 @@ export class ShardPool {
     this.log.error({ shard: shard.index, code }, "socket worker exited; closing its connections with 1011 and starting a replacement");
     void this.coordinator.detachShard(shard.index);
     this.onShardDown(shard.index);
-    // Back off when a worker keeps dying right after start.
-    this.crashes = Date.now() - shard.startedAt < 10_000 ? this.crashes + 1 : 0;
-    const delay = Math.min(5_000, this.crashes === 0 ? 0 : 100 * 2 ** this.crashes);
+    const delay = this.restartBackoff.next(Date.now() - shard.startedAt);
     setTimeout(() => {
       if (this.stopping) return;
       this.restarts++;
