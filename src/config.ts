@@ -30,6 +30,7 @@ import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import ipaddr from "ipaddr.js";
+import { parseIPv4Strict } from "./server/client-ip.js";
 
 export interface RateLimit {
   max: number;
@@ -171,7 +172,8 @@ export function parseRateLimit(variable: string, value: string): RateLimit {
 
 /** Strict IP literal: dotted-quad IPv4 or IPv6 without zone id/brackets. */
 function parseIpStrict(s: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
-  if (ipaddr.IPv4.isValidFourPartDecimal(s)) return ipaddr.IPv4.parse(s);
+  const v4 = parseIPv4Strict(s);
+  if (v4 !== undefined) return v4;
   if (!s.includes("%") && ipaddr.IPv6.isValid(s)) return ipaddr.IPv6.parse(s);
   return undefined;
 }
