@@ -79,9 +79,9 @@ export class ShardPool {
   }
 
   private spawn(index: number): Promise<void> {
-    const inboundSab = createRingBuffer(this.config.inboundRingBytes);
-    const outboundSab = createRingBuffer(this.config.inboundRingBytes);
-    const eventsSab = createRingBuffer(this.config.inboundRingBytes);
+    const inboundSab = createRingBuffer(this.config.ringBytes);
+    const outboundSab = createRingBuffer(this.config.ringBytes);
+    const eventsSab = createRingBuffer(this.config.ringBytes);
     const doorbellSab = createDoorbell(); // the worker sleeps on both of its inbound rings at once
     const { port1, port2 } = new MessageChannel();
     const bus = new MessageChannel(); // worker ↔ coordinator
