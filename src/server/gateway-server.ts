@@ -11,7 +11,7 @@ import { decodeFrame, Encoding, encodeFrame, parseEncoding } from "../protocol/c
 import { isRequestId, readConnectDeviceId, type RequestId } from "../protocol/frames.js";
 import { ErrorCode } from "../protocol/errors.js";
 import { CloseCode, CloseReason } from "../protocol/close-codes.js";
-import type { Shard, ShardPool } from "./shard-pool.js";
+import type { Shard, SocketWorkerPool } from "./socket-worker-pool.js";
 import { sendBody, sendJson } from "./http-response.js";
 import { GatewayMetrics } from "./metrics.js";
 import { HIGH_WATER_BYTES, OutboundQueue } from "./outbound-queue.js";
@@ -99,7 +99,7 @@ export class GatewayServer {
 
   constructor(
     private readonly config: GatewayConfig,
-    private readonly pool: ShardPool,
+    private readonly pool: SocketWorkerPool,
     private readonly log: Logger,
     private readonly instanceId: string,
   ) {
