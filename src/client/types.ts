@@ -34,7 +34,9 @@ export interface Hello {
 }
 
 /** Events the gateway itself sends (PROTOCOL.md §4, §6, docs/PROTOCOL.md "agent.run"). */
-export type ServerEventMap = GatewayEventMap;
+// An interface, not an alias, so applications can still augment it by declaration merging.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ServerEventMap extends GatewayEventMap {}
 
 /** Events of the client itself. Server events with one of these names reach only `"*"` listeners. */
 export interface LifecycleEventMap {
