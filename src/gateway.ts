@@ -5,7 +5,8 @@ import { randomBytes } from "node:crypto";
 import { assertNativeUws } from "./uws.js";
 import { describeConfig, type GatewayConfig } from "./config.js";
 import { createLogger, type Logger } from "./shared/logger.js";
-import { ShardPool } from "./server/shard-pool.js";
+import { SocketWorkerPool } from "./server/socket-worker-pool.js";
+import { CoordinatorThread } from "./server/coordinator-thread.js";
 import { GatewayServer } from "./server/gateway-server.js";
 import { CloseCode } from "./protocol/close-codes.js";
 import { EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD } from "./protocol/publish.js";
@@ -30,9 +31,11 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     log.warn("SESSION_SECRET is not set: using a random secret; sessions will not survive a restart or move to another host");
   }
   const instanceId = randomBytes(4).toString("hex");
+  const coordinator = new CoordinatorThread(config, log);
   // The pool pumps outbound records into the server; the pumps start with pool.start(), after both exist.
-  const pool: ShardPool = new ShardPool(config, instanceId, log, (shard, max): number => server.onOutbound(shard, max));
+  const pool: SocketWorkerPool = new SocketWorkerPool(config, instanceId, log, coordinator, (shard, max): number => server.onOutbound(shard, max));
   const server: GatewayServer = new GatewayServer(config, pool, log, instanceId);
+  await coordinator.start(); // socket workers attach to it as they start
   await pool.start();
   const port = await server.listen();
   log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
@@ -42,7 +45,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       if (!EVENT_NAME_RE.test(event)) throw new RangeError(`invalid event name "${event}"`);
       const payloadJson = payloadToJson(payload);
       if (payloadJson === undefined) throw new RangeError(UNENCODABLE_PAYLOAD);
-      return pool.coordinator.publish(event, payloadJson, filter?.agentId, filter?.role);
+      return coordinator.api.publish(event, payloadJson, filter?.agentId, filter?.role);
     },
     send(connectionId, event, payload) {
       return server.sendEvent(connectionId, event, payload);
@@ -62,6 +65,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       log.info({ remaining: server.connectionCount }, "drained");
       server.stopListening();
       await pool.stop();
+      await coordinator.stop();
     })());
 
   return {

@@ -1,5 +1,7 @@
 // Public types of the client SDK: options, the hello payload, the event maps, and the minimal
 // WebSocket surface the client needs (met by the browser's WebSocket and by the `ws` package).
+import type { GatewayEventMap } from "../protocol/events.js";
+
 export type Encoding = "json" | "msgpack";
 
 /** `connect` params (PROTOCOL.md §3), exactly as on the wire. */
@@ -32,14 +34,9 @@ export interface Hello {
 }
 
 /** Events the gateway itself sends (PROTOCOL.md §4, §6, docs/PROTOCOL.md "agent.run"). */
-export interface ServerEventMap {
-  "session.refreshed": { sessionToken: string; expiresAt: number };
-  "events.dropped": { count: number };
-  "agent.run.started": { runId: string; agentId: string };
-  "agent.run.output": { runId: string; agentId: string; output: unknown };
-  "agent.run.completed": { runId: string; agentId: string };
-  "agent.run.failed": { runId: string; agentId: string; error: { code: string; message: string } };
-}
+// An interface, not an alias, so applications can still augment it by declaration merging.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ServerEventMap extends GatewayEventMap {}
 
 /** Events of the client itself. Server events with one of these names reach only `"*"` listeners. */
 export interface LifecycleEventMap {

@@ -66,7 +66,12 @@ function unmap(addr: IPAddress): IPAddress {
   return addr;
 }
 
-function parseV4(text: string): ipaddr.IPv4 | undefined {
+/**
+ * The one strict IPv4 parser (client IPs, TRUST_PROXY, HOST): exactly four decimal octets
+ * 0..255 without leading zeros, signs or whitespace; "010.0.0.1", "127.1", "0x7f.0.0.1",
+ * "1.2.3.4.5", "1..2.3" and " 1.2.3.4" are undefined.
+ */
+export function parseIPv4Strict(text: string): ipaddr.IPv4 | undefined {
   const m = DOTTED_QUAD_RE.exec(text);
   if (m === null) return undefined;
   return new ipaddr.IPv4([Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])]);
@@ -89,7 +94,7 @@ function parseV6(text: string): IPAddress | undefined {
 /** A bare address literal (no brackets, no port), strictly. */
 function parseAddressText(text: string): IPAddress | undefined {
   if (text.length === 0 || text.length > MAX_ADDRESS_TEXT_LENGTH) return undefined;
-  return text.includes(":") ? parseV6(text) : parseV4(text);
+  return text.includes(":") ? parseV6(text) : parseIPv4Strict(text);
 }
 
 function isPort(text: string): boolean {
@@ -109,7 +114,7 @@ function parseForwardedEntry(entry: string): IPAddress | undefined {
   const colon = entry.indexOf(":");
   if (colon >= 0 && colon === entry.lastIndexOf(":")) {
     // Exactly one colon: IPv4 with a port (any IPv6 literal has at least two).
-    return isPort(entry.slice(colon + 1)) ? parseV4(entry.slice(0, colon)) : undefined;
+    return isPort(entry.slice(colon + 1)) ? parseIPv4Strict(entry.slice(0, colon)) : undefined;
   }
   return parseAddressText(entry);
 }

@@ -8,7 +8,7 @@ import { uWS } from "../uws.js";
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import type { CloseCode } from "../protocol/close-codes.js";
-import type { OutboundHandler, Shard, ShardPool } from "./shard-pool.js";
+import type { OutboundHandler, Shard, SocketWorkerPool } from "./socket-worker-pool.js";
 import { GatewayMetrics, type MainCounters } from "./metrics.js";
 import { ConnectionTable, type ConnData } from "./connection-table.js";
 import { InboundWriter } from "./inbound-writer.js";
@@ -37,7 +37,7 @@ export class GatewayServer implements MainCounters {
 
   constructor(
     private readonly config: GatewayConfig,
-    private readonly pool: ShardPool,
+    private readonly pool: SocketWorkerPool,
     log: Logger,
     instanceId: string,
   ) {

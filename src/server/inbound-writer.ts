@@ -6,7 +6,7 @@ import type { Logger } from "../shared/logger.js";
 import { InKind, RECORD_HEADER_BYTES, writeHeader } from "../shared/records.js";
 import type { LoopDoorbells, Unrung } from "./loop-doorbells.js";
 
-/** What the writer needs of a shard (ShardPool's Shard is one). */
+/** What the writer needs of a shard (SocketWorkerPool's Shard is one). */
 export interface InboundTarget extends Unrung {
   readonly index: number;
   /** False once its worker died: its waiting CLOSEs are dropped (the replacement never knew them). */

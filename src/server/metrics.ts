@@ -2,7 +2,7 @@
 // pulled over the comlink control plane at scrape time — one round per scrape, never per frame.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Metric } from "prom-client";
-import type { ShardPool } from "./shard-pool.js";
+import type { SocketWorkerPool } from "./socket-worker-pool.js";
 import type { CoordinatorStats } from "../shared/thread-api.js";
 import { RTT_BUCKETS_SEC, type RttSnapshot } from "../shared/rtt-histogram.js";
 import { LoopLag, type LoopLagSnapshot } from "../shared/loop-lag.js";
@@ -24,10 +24,10 @@ export class GatewayMetrics {
   readonly registry = new Registry();
 
   /** One control-plane round per scrape: every collector of a scrape shares these. */
-  private workerStats: ReturnType<ShardPool["stats"]> | undefined;
+  private workerStats: ReturnType<SocketWorkerPool["stats"]> | undefined;
   private coordinatorStats: Promise<CoordinatorStats> | undefined;
 
-  constructor(realPool: ShardPool, main: MainCounters, opts: { backplane: boolean } = { backplane: false }) {
+  constructor(realPool: SocketWorkerPool, main: MainCounters, opts: { backplane: boolean } = { backplane: false }) {
     const pool = {
       stats: () => (this.workerStats ??= realPool.stats()),
       coordinator: { stats: () => (this.coordinatorStats ??= Promise.resolve(realPool.coordinator.stats())) },
@@ -37,7 +37,7 @@ export class GatewayMetrics {
     };
     collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
     const r = [this.registry];
-    type Stats = Awaited<ReturnType<ShardPool["stats"]>>[number];
+    type Stats = Awaited<ReturnType<SocketWorkerPool["stats"]>>[number];
     const sumWorkers = async (pick: (s: Stats) => number) => (await pool.stats()).reduce((a, s) => a + pick(s), 0);
     // Counters mirror totals kept elsewhere (threads, main): each scrape sets them to the total.
     const counter = (name: string, help: string, read: () => number | Promise<number>) =>
@@ -59,7 +59,8 @@ export class GatewayMetrics {
           this.set(read());
         },
       });
-    const perWorker = (name: string, help: string, key: "connections" | "framesIn" | "framesOut" | "rpcs" | "badFrames") =>
+    type PerWorkerKey = "connections" | "framesIn" | "framesOut" | "rpcs" | "badFrames";
+    const perWorker = (name: string, help: string, key: PerWorkerKey) =>
       new Gauge({
         name,
         help,
@@ -70,12 +71,33 @@ export class GatewayMetrics {
           for (const s of await pool.stats()) this.set({ worker: String(s.shard) }, s[key]);
         },
       });
+    // A worker's own totals restart from zero when it is replaced. These counters add what a
+    // worker counted since the previous scrape, so each series only grows for the life of the
+    // process (what a dying worker counted after the last scrape is lost).
+    const perWorkerCounter = (name: string, help: string, key: PerWorkerKey) => {
+      const seen = new Map<number, { worker: unknown; value: number }>();
+      return new Counter({
+        name,
+        help,
+        labelNames: ["worker"],
+        registers: r,
+        async collect() {
+          for (const s of await pool.stats()) {
+            const worker = realPool.shards[s.shard]?.worker;
+            const prev = seen.get(s.shard);
+            const base = prev !== undefined && prev.worker === worker && prev.value <= s[key] ? prev.value : 0;
+            this.inc({ worker: String(s.shard) }, s[key] - base);
+            seen.set(s.shard, { worker, value: s[key] });
+          }
+        },
+      });
+    };
 
     perWorker("gateway_worker_connections", "Connected (post-connect) WebSocket connections per socket worker", "connections");
-    perWorker("gateway_worker_frames_in_total", "Inbound ring records handled per socket worker (counter semantics; resets when a worker restarts)", "framesIn");
-    perWorker("gateway_worker_frames_out_total", "Frames written to the outbound ring per socket worker (counter semantics; resets when a worker restarts)", "framesOut");
-    perWorker("gateway_worker_rpcs_total", "Requests dispatched after connect per socket worker", "rpcs");
-    perWorker("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker", "badFrames");
+    perWorkerCounter("gateway_worker_frames_in_total", "Inbound ring records handled per socket worker (kept across worker restarts)", "framesIn");
+    perWorkerCounter("gateway_worker_frames_out_total", "Frames written to the outbound ring per socket worker (kept across worker restarts)", "framesOut");
+    perWorkerCounter("gateway_worker_rpcs_total", "Requests dispatched after connect per socket worker (kept across worker restarts)", "rpcs");
+    perWorkerCounter("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker (kept across worker restarts)", "badFrames");
     gauge("gateway_open_sockets", "WebSocket connections open on the main thread (including those still before connect)", () => main.connectionCount);
     counter("gateway_inbound_ring_full_total", "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full", () => main.ringFullRefusals);
     this.counterBy("gateway_rate_limited_total", "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)", ["limit"], async () => [

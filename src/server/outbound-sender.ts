@@ -12,7 +12,7 @@ import { CloseCode } from "../protocol/close-codes.js";
 import { sendFrame, type ConnectionTable, type Socket } from "./connection-table.js";
 import { HIGH_WATER_BYTES, OutboundQueue } from "./outbound-queue.js";
 
-/** What the sender needs of a shard (ShardPool's Shard is one). */
+/** What the sender needs of a shard (SocketWorkerPool's Shard is one). */
 export interface OutboundSource {
   /** worker → main */
   readonly outbound: RingReader;

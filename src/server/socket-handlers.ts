@@ -15,7 +15,7 @@ import type { InboundTarget, InboundWriter } from "./inbound-writer.js";
 /** Retry hint when a shard's inbound ring is full (the worker is behind). */
 const RING_FULL_RETRY_MS = 100;
 
-/** What the handlers need of a shard (ShardPool's Shard is one). */
+/** What the handlers need of a shard (SocketWorkerPool's Shard is one). */
 export interface RoutableShard extends InboundTarget {
   readonly ready: boolean;
 }

@@ -2,15 +2,9 @@
 // embedding the gateway gets from startGateway(). Known events are checked against their payload
 // types; any other (application) event name takes any JSON-serializable payload.
 import type { EventFilter } from "../protocol/publish.js";
+import type { GatewayEventMap } from "../protocol/events.js";
 
-export interface GatewayEventMap {
-  "agent.run.started": { runId: string; agentId: string };
-  "agent.run.output": { runId: string; agentId: string; output: unknown };
-  "agent.run.completed": { runId: string; agentId: string };
-  "agent.run.failed": { runId: string; agentId: string; error: { code: string; message: string } };
-  "session.refreshed": { sessionToken: string; expiresAt: number };
-  "events.dropped": { count: number };
-}
+export type { GatewayEventMap };
 
 export type EventPayload<E extends string> = E extends keyof GatewayEventMap ? GatewayEventMap[E] : unknown;
 

@@ -428,7 +428,14 @@ describe.skipIf(!existsSync(CHROMIUM))("browser bundle", () => {
         const c = new GatewayClient({ url, encoding: "msgpack" });
         const hello: Hello = await c.connect({ deviceId: "cl-browser", role: "operator" });
         const echo = await c.request("echo", { from: "browser", n: [1, 2, 3] });
-        const ev = new Promise((resolve) => c.once("*", (payload, meta) => resolve({ payload, event: meta.event })));
+        // HEARTBEAT_SEC=1: a session.refreshed may come first; wait for the published event.
+        const ev = new Promise((resolve) => {
+          const off = c.on("*", (payload, meta) => {
+            if (meta.event === "session.refreshed") return;
+            off();
+            resolve({ payload, event: meta.event });
+          });
+        });
         await c.request("events.publish", { event: "browser.self", payload: "hi", filter: { role: "operator" } });
         const event = await ev;
         let missing = "";

@@ -151,6 +151,37 @@ describe("faults and shutdown", () => {
     });
   });
 
+  it("replaces a worker that keeps dying after a growing delay and counts every restart", async () => {
+    await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1" }, async (gw) => {
+      // Each worker dies well within 10 s of its start: 200, 400, 800, 1600 ms before the
+      // replacement starts (src/server/restart-backoff.ts).
+      const delays = [200, 400, 800, 1600];
+      const downMs: number[] = [];
+      for (let i = 0; i < delays.length; i++) {
+        const victim = await connected(gw, `crash-loop-${i}`);
+        victim.send({ type: "req", id: "crash", method: "test.crashWorker" });
+        expect(await victim.waitClose(10_000)).toBe(1011);
+        const down = Date.now();
+        // /readyz is 503 from the worker's death until its replacement is ready.
+        while ((await httpGet(gw.port, "/readyz")).status !== 200) {
+          if (Date.now() - down > 20_000) throw new Error(`replacement ${i + 1} not ready after 20 s`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        downMs.push(Date.now() - down);
+      }
+      // Never back sooner than its delay (the close reaches us a little after the timer starts).
+      downMs.forEach((ms, i) => expect(ms, `restart ${i + 1} after ${ms} ms`).toBeGreaterThanOrEqual(delays[i]! - 50));
+      expect(downMs[3]!).toBeGreaterThan(downMs[0]!);
+      const logged = [...gw.output().matchAll(/"restartInMs":(\d+)/g)].map((m) => Number(m[1]));
+      expect(logged).toEqual(delays);
+      const metrics = await (await httpGet(gw.port, "/metrics")).text();
+      expect(metrics).toMatch(/^gateway_worker_restarts_total 4$/m);
+      const again = await connected(gw, "crash-loop-after");
+      expect((await again.request("echo", "alive", "x")).payload).toBe("alive");
+      again.close();
+    });
+  }, 60_000);
+
   it("has no test trigger unless GATEWAY_TEST_HOOKS=1", async () => {
     await withGateway({ WORKERS: "1" }, async (gw) => {
       const c = await connected(gw, "dev-nohooks");

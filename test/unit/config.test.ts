@@ -56,7 +56,7 @@ describe("defaults", () => {
     ["redisUrl", undefined],
     ["handlerModules", []],
     ["testHooks", false],
-    ["inboundRingBytes", 4 * 1024 * 1024],
+    ["ringBytes", 4 * 1024 * 1024],
   ])("%s", (key, expected) => {
     expect(c[key]).toEqual(expected);
   });
@@ -95,8 +95,8 @@ describe("defaults", () => {
   });
 
   it("RING_BYTES default is max(4 MiB, 4 × MAX_PAYLOAD_BYTES)", () => {
-    expect(load({ MAX_PAYLOAD_BYTES: "65536" }).inboundRingBytes).toBe(4 * 1024 * 1024);
-    expect(load({ MAX_PAYLOAD_BYTES: "8388608" }).inboundRingBytes).toBe(4 * 8_388_608);
+    expect(load({ MAX_PAYLOAD_BYTES: "65536" }).ringBytes).toBe(4 * 1024 * 1024);
+    expect(load({ MAX_PAYLOAD_BYTES: "8388608" }).ringBytes).toBe(4 * 8_388_608);
   });
 });
 
@@ -122,7 +122,7 @@ const INT_CASES: IntCase[] = [
   { variable: "OUTBOUND_QUEUE_BYTES", key: "outboundQueueBytes", valid: [["1024", 1024], ["1073741824", 1073741824]], invalid: ["1023", "0", "9007199254740993"] },
   { variable: "SLOW_CONSUMER_SEC", key: "slowConsumerSec", valid: [["1", 1], ["600", 600]], invalid: ["0", "2147484"] },
   { variable: "DRAIN_SEC", key: "drainSec", valid: [["0", 0], ["3600", 3600]], invalid: ["3601"] },
-  { variable: "RING_BYTES", key: "inboundRingBytes", valid: [["2162688", 2162688], ["1073741824", 1073741824]], invalid: ["2162687", "1073741825", "0"] },
+  { variable: "RING_BYTES", key: "ringBytes", valid: [["2162688", 2162688], ["1073741824", 1073741824]], invalid: ["2162687", "1073741825", "0"] },
 ];
 
 describe.each(INT_CASES)("$variable", ({ variable, key, valid, invalid }) => {
@@ -138,7 +138,7 @@ describe.each(INT_CASES)("$variable", ({ variable, key, valid, invalid }) => {
 
 it("RING_BYTES minimum follows MAX_PAYLOAD_BYTES (2 × max + 64 KiB)", () => {
   const min = 2 * 100_000 + 65_536;
-  expect(load({ MAX_PAYLOAD_BYTES: "100000", RING_BYTES: String(min) }).inboundRingBytes).toBe(min);
+  expect(load({ MAX_PAYLOAD_BYTES: "100000", RING_BYTES: String(min) }).ringBytes).toBe(min);
   expect(configError({ MAX_PAYLOAD_BYTES: "100000", RING_BYTES: String(min - 1) }).variable).toBe("RING_BYTES");
 });
 

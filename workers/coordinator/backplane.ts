@@ -10,6 +10,7 @@ import { pack, unpack } from "msgpackr";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "../../src/shared/logger.js";
 import { RttHistogram } from "../../src/shared/rtt-histogram.js";
+import { fullJitterDelay, type BackoffOptions } from "../../src/shared/backoff.js";
 import type { BackplaneStats, SessionPut, SessionRecord } from "../../src/shared/thread-api.js";
 
 const CHANNEL = "gw:bus";
@@ -20,8 +21,7 @@ const MSG_TAKEOVER = 2;
 /** Publishes and session writes in flight beyond which new ones are dropped (slow Redis). */
 const MAX_IN_FLIGHT = 10_000;
 const LOOKUP_TIMEOUT_MS = 1000;
-const RETRY_BASE_MS = 100;
-const RETRY_MAX_MS = 5000;
+const RETRY_BACKOFF: BackoffOptions = { baseDelayMs: 100, maxDelayMs: 5000 };
 
 // Writes a session only if it is not older than the stored one: after a takeover the old host's
 // late writes (lower generation) must not overwrite the new host's.
@@ -46,9 +46,9 @@ export interface BackplaneHooks {
   onTakeover(sessionId: string, deviceId: string): void;
 }
 
-/** Full-jitter exponential backoff for reconnects, in ms. */
+/** Full-jitter exponential backoff for reconnects, in ms (ioredis counts attempts from 1). */
 export function reconnectDelay(attempt: number, random = Math.random): number {
-  return Math.floor(random() * Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(attempt, 16)));
+  return fullJitterDelay(attempt, RETRY_BACKOFF, random);
 }
 
 type SessionRedis = Redis & { putSession(key: string, g: number, d: string, a: string, ttl: number): Promise<number> };

@@ -73,7 +73,7 @@ const shards: Array<ShardTarget | undefined> = [];
 const stats: Omit<CoordinatorStats, "eventLoopLagSec"> = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0 };
 const loopLag = new LoopLag();
 /** Spill bound per shard beyond its ring (the worker is behind): then events are counted and dropped. */
-const SPILL_BYTES = 4 * config.inboundRingBytes;
+const SPILL_BYTES = 4 * config.ringBytes;
 let flushTimer: NodeJS.Timeout | undefined;
 
 function stamp(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {

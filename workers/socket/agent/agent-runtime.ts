@@ -2,6 +2,9 @@
 // a run, then hands it to an AgentRuntime; the runtime reports progress as typed events that
 // go to the subscribers of the run's agentId.
 import { pathToFileURL } from "node:url";
+import type { AgentRunEventMap } from "../../../src/protocol/events.js";
+
+export type { AgentRunEventMap };
 
 export interface AgentRun {
   readonly runId: string;
@@ -10,14 +13,6 @@ export interface AgentRun {
   /** Who started it. */
   readonly deviceId: string;
   readonly connId: string;
-}
-
-/** Events a run emits (payloads always carry runId and agentId). */
-export interface AgentRunEventMap {
-  "agent.run.started": { runId: string; agentId: string };
-  "agent.run.output": { runId: string; agentId: string; output: unknown };
-  "agent.run.completed": { runId: string; agentId: string };
-  "agent.run.failed": { runId: string; agentId: string; error: { code: string; message: string } };
 }
 
 export interface AgentRunEvents {

@@ -1,5 +1,7 @@
-// Starts the socket workers, gives each its pair of rings and a comlink control port, pumps
-// their outbound rings into the sink, and replaces a worker that dies. Keeps no device state.
+// The socket-worker threads, seen from the main thread: starts them, gives each its three rings
+// (inbound, outbound, event) and a comlink control port, attaches each to the coordinator
+// thread (CoordinatorThread owns that one), pumps their outbound rings into the sink, and
+// replaces a worker that dies. Keeps no device state.
 import { Worker, MessageChannel } from "node:worker_threads";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import * as Comlink from "comlink";
@@ -8,10 +10,11 @@ import type { Logger } from "../shared/logger.js";
 import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.js";
 import { createDoorbell } from "../shared/doorbell.js";
 import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
+import { RestartBackoff } from "./restart-backoff.js";
+import type { CoordinatorThread } from "./coordinator-thread.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 
 const WORKER_URL = new URL("./workers/socket/socket-worker.js", import.meta.url);
-const COORDINATOR_URL = new URL("./workers/coordinator/coordinator.js", import.meta.url);
 const OUT_BATCH = 1024;
 
 export interface Shard extends Unrung {
@@ -33,44 +36,32 @@ export interface Shard extends Unrung {
  */
 export type OutboundHandler = (shard: Shard, max: number) => number;
 
-export class ShardPool {
+export class SocketWorkerPool {
   readonly shards: Shard[] = [];
   private stopping = false;
-  private crashes = 0;
+  private readonly restartBackoff = new RestartBackoff();
   restarts = 0;
   /** Called when a shard's worker died, before its replacement starts. */
   onShardDown: (index: number) => void = () => {};
-  /** The broadcast coordinator thread (started first; socket workers attach to it). */
-  coordinator!: Comlink.Remote<CoordinatorApi>;
-  private coordinatorWorker: Worker | undefined;
 
   constructor(
     private readonly config: GatewayConfig,
     private readonly instanceId: string,
     private readonly log: Logger,
+    private readonly coordinatorThread: CoordinatorThread,
     private readonly onOutbound: OutboundHandler,
   ) {}
 
+  /** The coordinator the workers attach to (started first, by its owner). */
+  get coordinator(): Comlink.Remote<CoordinatorApi> {
+    return this.coordinatorThread.api;
+  }
+
+  /** Starts every socket worker; resolves once all are ready. */
   async start(): Promise<void> {
-    await this.startCoordinator();
     const starts: Promise<void>[] = [];
     for (let i = 0; i < this.config.workers; i++) starts.push(this.spawn(i));
     await Promise.all(starts);
-  }
-
-  private async startCoordinator(): Promise<void> {
-    const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(COORDINATOR_URL, { workerData: { config: this.config, control: port2 }, transferList: [port2], name: "coordinator" });
-    this.coordinatorWorker = worker;
-    this.coordinator = Comlink.wrap<CoordinatorApi>(port1 as unknown as Comlink.Endpoint);
-    worker.on("error", (err) => this.log.error({ err }, "broadcast coordinator crashed"));
-    worker.on("exit", (code) => {
-      if (this.stopping) return;
-      // Without the coordinator nothing is broadcast and seq cannot stay ordered: fail loudly.
-      this.log.fatal({ code }, "broadcast coordinator exited; the gateway cannot broadcast any more, exiting");
-      process.exit(1);
-    });
-    await this.coordinator.ready();
   }
 
   allReady(): boolean {
@@ -78,9 +69,9 @@ export class ShardPool {
   }
 
   private spawn(index: number): Promise<void> {
-    const inboundSab = createRingBuffer(this.config.inboundRingBytes);
-    const outboundSab = createRingBuffer(this.config.inboundRingBytes);
-    const eventsSab = createRingBuffer(this.config.inboundRingBytes);
+    const inboundSab = createRingBuffer(this.config.ringBytes);
+    const outboundSab = createRingBuffer(this.config.ringBytes);
+    const eventsSab = createRingBuffer(this.config.ringBytes);
     const doorbellSab = createDoorbell(); // the worker sleeps on both of its inbound rings at once
     const { port1, port2 } = new MessageChannel();
     const bus = new MessageChannel(); // worker ↔ coordinator
@@ -133,12 +124,10 @@ export class ShardPool {
     shard.ready = false;
     port.close();
     if (this.stopping || this.shards[shard.index] !== shard) return;
-    this.log.error({ shard: shard.index, code }, "socket worker exited; closing its connections with 1011 and starting a replacement");
+    const delay = this.restartBackoff.next(Date.now() - shard.startedAt);
+    this.log.error({ shard: shard.index, code, restartInMs: delay }, "socket worker exited; closing its connections with 1011 and starting a replacement");
     void this.coordinator.detachShard(shard.index);
     this.onShardDown(shard.index);
-    // Back off when a worker keeps dying right after start.
-    this.crashes = Date.now() - shard.startedAt < 10_000 ? this.crashes + 1 : 0;
-    const delay = Math.min(5_000, this.crashes === 0 ? 0 : 100 * 2 ** this.crashes);
     setTimeout(() => {
       if (this.stopping) return;
       this.restarts++;
@@ -156,7 +145,7 @@ export class ShardPool {
     }
   }
 
-  /** Inbound doorbells, rung once per loop iteration (GatewayServer calls ringSoon per frame). */
+  /** Inbound doorbells, rung once per loop iteration (InboundWriter calls ringSoon per frame). */
   readonly doorbells = new LoopDoorbells<Shard>();
 
   async stats(): Promise<SocketWorkerStats[]> {
@@ -176,6 +165,5 @@ export class ShardPool {
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(this.shards.map((s) => s.worker.terminate()));
-    await this.coordinatorWorker?.terminate();
   }
 }

@@ -1,0 +1,47 @@
+// The broadcast coordinator thread (workers/coordinator/coordinator.ts), seen from the main
+// thread: starts it, hands out its comlink API, and ends the process if it dies unasked.
+import { Worker, MessageChannel } from "node:worker_threads";
+import * as Comlink from "comlink";
+import type { GatewayConfig } from "../config.js";
+import type { Logger } from "../shared/logger.js";
+import type { CoordinatorApi } from "../shared/thread-api.js";
+
+const COORDINATOR_URL = new URL("./workers/coordinator/coordinator.js", import.meta.url);
+
+export class CoordinatorThread {
+  private worker: Worker | undefined;
+  private stopping = false;
+  private remote: Comlink.Remote<CoordinatorApi> | undefined;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** The coordinator's control API; available once start() has begun. */
+  get api(): Comlink.Remote<CoordinatorApi> {
+    if (this.remote === undefined) throw new Error("the coordinator thread is not started");
+    return this.remote;
+  }
+
+  /** Starts the thread; resolves once it is ready for socket workers to attach. */
+  async start(): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(COORDINATOR_URL, { workerData: { config: this.config, control: port2 }, transferList: [port2], name: "coordinator" });
+    this.worker = worker;
+    this.remote = Comlink.wrap<CoordinatorApi>(port1 as unknown as Comlink.Endpoint);
+    worker.on("error", (err) => this.log.error({ err }, "broadcast coordinator crashed"));
+    worker.on("exit", (code) => {
+      if (this.stopping) return;
+      // Without the coordinator nothing is broadcast and seq cannot stay ordered: fail loudly.
+      this.log.fatal({ code }, "broadcast coordinator exited; the gateway cannot broadcast any more, exiting");
+      process.exit(1);
+    });
+    await this.remote.ready();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.worker?.terminate();
+  }
+}
