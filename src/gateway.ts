@@ -8,8 +8,7 @@ import { createLogger, type Logger } from "./shared/logger.js";
 import { ShardPool } from "./server/shard-pool.js";
 import { GatewayServer } from "./server/gateway-server.js";
 import { CloseCode } from "./protocol/close-codes.js";
-import { EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD } from "./protocol/publish.js";
-import type { EventBus } from "./shared/event-bus.js";
+import { createEventBus, type EventBus } from "./shared/event-bus.js";
 
 export { loadConfig, ConfigError, type GatewayConfig } from "./config.js";
 export type { EventBus, GatewayEventMap, EventPayload, EventFilter } from "./shared/event-bus.js";
@@ -37,17 +36,10 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const port = await server.listen();
   log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
 
-  const bus: EventBus = {
-    async broadcast(event, payload, filter) {
-      if (!EVENT_NAME_RE.test(event)) throw new RangeError(`invalid event name "${event}"`);
-      const payloadJson = payloadToJson(payload);
-      if (payloadJson === undefined) throw new RangeError(UNENCODABLE_PAYLOAD);
-      return pool.coordinator.publish(event, payloadJson, filter?.agentId, filter?.role);
-    },
-    send(connectionId, event, payload) {
-      return server.sendEvent(connectionId, event, payload);
-    },
-  };
+  const bus = createEventBus({
+    publish: (event, payloadJson, agentId, role) => pool.coordinator.publish(event, payloadJson, agentId, role),
+    send: (connectionId, event, payload) => server.sendEvent(connectionId, event, payload),
+  });
 
   let draining: Promise<void> | undefined;
   const drain = (): Promise<void> =>
