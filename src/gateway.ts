@@ -12,6 +12,8 @@ import { createEventBus, type EventBus } from "./shared/event-bus.js";
 
 export { loadConfig, ConfigError, type GatewayConfig } from "./config.js";
 export type { EventBus, GatewayEventMap, EventPayload, EventFilter } from "./shared/event-bus.js";
+/** What bus.broadcast rejects with (BAD_REQUEST) for a bad event name or an unencodable payload. */
+export { GatewayError, ErrorCode } from "./protocol/errors.js";
 
 export interface RunningGateway {
   readonly port: number;
