@@ -9,11 +9,12 @@ import { SocketWorkerPool } from "./server/socket-worker-pool.js";
 import { CoordinatorThread } from "./server/coordinator-thread.js";
 import { GatewayServer } from "./server/gateway-server.js";
 import { CloseCode } from "./protocol/close-codes.js";
-import { EVENT_NAME_RE, payloadToJson, UNENCODABLE_PAYLOAD } from "./protocol/publish.js";
-import type { EventBus } from "./shared/event-bus.js";
+import { createEventBus, type EventBus } from "./shared/event-bus.js";
 
 export { loadConfig, ConfigError, type GatewayConfig } from "./config.js";
 export type { EventBus, GatewayEventMap, EventPayload, EventFilter } from "./shared/event-bus.js";
+/** What bus.broadcast rejects with (BAD_REQUEST) for a bad event name or an unencodable payload. */
+export { GatewayError, ErrorCode } from "./protocol/errors.js";
 
 export interface RunningGateway {
   readonly port: number;
@@ -40,17 +41,10 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   const port = await server.listen();
   log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
 
-  const bus: EventBus = {
-    async broadcast(event, payload, filter) {
-      if (!EVENT_NAME_RE.test(event)) throw new RangeError(`invalid event name "${event}"`);
-      const payloadJson = payloadToJson(payload);
-      if (payloadJson === undefined) throw new RangeError(UNENCODABLE_PAYLOAD);
-      return coordinator.api.publish(event, payloadJson, filter?.agentId, filter?.role);
-    },
-    send(connectionId, event, payload) {
-      return server.sendEvent(connectionId, event, payload);
-    },
-  };
+  const bus = createEventBus({
+    publish: (event, payloadJson, agentId, role) => coordinator.api.publish(event, payloadJson, agentId, role),
+    send: (connectionId, event, payload) => server.sendEvent(connectionId, event, payload),
+  });
 
   let draining: Promise<void> | undefined;
   const drain = (): Promise<void> =>

@@ -13,7 +13,7 @@
  *   consumer a full loop turn and a promise.
  * - sleepSync(ms): Atomics.wait. The producer's notify is one futex wake and the consumer
  *   resumes in place. It blocks the consumer's event loop, so it is only for threads that
- *   yield to their loop often (socket-worker.ts: at most every few ms).
+ *   yield to their loop often (workers/socket/pump.ts: at most every few ms).
  * A producer's ring() wakes either kind.
  */
 

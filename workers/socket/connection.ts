@@ -18,12 +18,12 @@ export class Connection implements HandlerContext, HeartbeatState {
   role = "";
   sessionId = "";
   agentIds: string[] = [];
-  /** True once `connect` succeeded. */
-  open = false;
+  /** True once `connect` was accepted (answered ok); before that only `connect` may come. */
+  accepted = false;
   /** A resume is waiting for the session from Redis (REDIS_URL). */
   connecting = false;
-  session: Session | undefined;
-  // Heartbeat state (workers/heartbeat.ts)
+  session: Session<Connection> | undefined;
+  // Heartbeat state (heartbeat.ts)
   hbBucket = 0;
   pingSeq = 0;
   pongSeq = 0;

@@ -5,7 +5,8 @@
 // security issue, only a lost convenience).
 import { issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "./session-token.js";
 
-export interface Session {
+/** `H` is what holds a session: the socket worker's Connection. */
+export interface Session<H extends object = object> {
   readonly id: string;
   readonly deviceId: string;
   /** Generation of the newest token. */
@@ -13,7 +14,7 @@ export interface Session {
   /** Expiry of the newest token. */
   expiresAt: number;
   /** The connection holding the session, if any. */
-  holder: object | undefined;
+  holder: H | undefined;
   /** Subscriptions (agentIds), kept across resumes. */
   agentIds: string[];
 }
@@ -25,13 +26,13 @@ export interface IssuedToken {
 
 export const DEFAULT_MAX_DETACHED_SESSIONS = 100_000;
 
-export class SessionStore {
-  private readonly sessions = new Map<string, Session>();
+export class SessionStore<H extends object = object> {
+  private readonly sessions = new Map<string, Session<H>>();
   /** Sessions without a connection, oldest detach first (for expiry and the cap). */
-  private readonly detached = new Map<string, Session>();
+  private readonly detached = new Map<string, Session<H>>();
   rotations = 0;
   /** Called when a session's stored state changes (new, rotated, resubscribed): REDIS_URL writes it. */
-  onChange: ((session: Session) => void) | undefined;
+  onChange: ((session: Session<H>) => void) | undefined;
 
   constructor(
     private readonly secret: string,
@@ -49,8 +50,8 @@ export class SessionStore {
   }
 
   /** A new session held by `holder`, with its generation-0 token. */
-  create(deviceId: string, holder: object, agentIds: string[]): { session: Session; token: IssuedToken } {
-    const session: Session = { id: newSessionId(), deviceId, generation: 0, expiresAt: 0, holder, agentIds };
+  create(deviceId: string, holder: H, agentIds: string[]): { session: Session<H>; token: IssuedToken } {
+    const session: Session<H> = { id: newSessionId(), deviceId, generation: 0, expiresAt: 0, holder, agentIds };
     this.sessions.set(session.id, session);
     return { session, token: this.sign(session) };
   }
@@ -59,15 +60,15 @@ export class SessionStore {
    * A session resumed from another host's state (REDIS_URL), held by `holder`. Replaces any
    * local copy. The caller rotates it next, so its first token here is a new generation.
    */
-  adopt(id: string, deviceId: string, generation: number, agentIds: string[], holder: object): Session {
+  adopt(id: string, deviceId: string, generation: number, agentIds: string[], holder: H): Session<H> {
     this.forget(id);
-    const session: Session = { id, deviceId, generation, expiresAt: 0, holder, agentIds };
+    const session: Session<H> = { id, deviceId, generation, expiresAt: 0, holder, agentIds };
     this.sessions.set(id, session);
     return session;
   }
 
   /** The session with this id, if held here. */
-  get(id: string): Session | undefined {
+  get(id: string): Session<H> | undefined {
     return this.sessions.get(id);
   }
 
@@ -82,7 +83,7 @@ export class SessionStore {
   }
 
   /** Next generation: the previous token stays valid, older ones stop validating. */
-  rotate(session: Session): IssuedToken {
+  rotate(session: Session<H>): IssuedToken {
     session.generation++;
     this.rotations++;
     return this.sign(session);
@@ -92,7 +93,7 @@ export class SessionStore {
    * The session a resume token names, if the token is valid now: issued with our secret for
    * this deviceId, unexpired, of the newest or the previous generation, session still known.
    */
-  find(token: string, deviceId: string): Session | undefined {
+  find(token: string, deviceId: string): Session<H> | undefined {
     const claims = verifySessionToken(this.secret, token, deviceId);
     if (claims === undefined || claims.expiresAt <= this.now()) return undefined;
     const session = this.sessions.get(claims.sessionId);
@@ -102,7 +103,7 @@ export class SessionStore {
   }
 
   /** Gives the session to a new holder; returns the previous holder (to be closed with 4005). */
-  attach(session: Session, holder: object): object | undefined {
+  attach(session: Session<H>, holder: H): H | undefined {
     const previous = session.holder;
     session.holder = holder;
     this.detached.delete(session.id);
@@ -110,7 +111,7 @@ export class SessionStore {
   }
 
   /** The holder's connection ended: keep the session for a resume until its token expires. */
-  detach(session: Session, holder: object): void {
+  detach(session: Session<H>, holder: H): void {
     if (session.holder !== holder) return; // taken over already
     session.holder = undefined;
     this.detached.set(session.id, session);
@@ -143,7 +144,7 @@ export class SessionStore {
     this.sessions.delete(id);
   }
 
-  private sign(session: Session): IssuedToken {
+  private sign(session: Session<H>): IssuedToken {
     const expiresAt = this.now() + this.ttlMs;
     session.expiresAt = expiresAt;
     this.onChange?.(session);
