@@ -3,12 +3,15 @@
 import { workerData } from "piscina";
 import type { BlockingTask, BlockingTaskResult } from "../../src/shared/thread-api.js";
 import { ErrorCode, isGatewayError } from "../../src/protocol/errors.js";
+import { createLogger } from "../../src/shared/logger.js";
+import type { LevelWithSilent } from "pino";
 import type { EventBus } from "../../src/shared/event-bus.js";
 import { HandlerRegistry, loadHandlerModules } from "../handlers/handler-registry.js";
 import { builtinMethods } from "../handlers/builtin.js";
 import { testHookMethods } from "../handlers/test-hooks.js";
 
-const { handlerModules, testHooks } = workerData as { handlerModules: string[]; testHooks: boolean };
+const { handlerModules, testHooks, logLevel } = workerData as { handlerModules: string[]; testHooks: boolean; logLevel?: LevelWithSilent };
+const log = createLogger("pool", logLevel ?? "info");
 const registry = new HandlerRegistry();
 registry.registerTable(builtinMethods);
 if (testHooks) registry.registerTable(testHookMethods, "test hooks");
@@ -31,6 +34,8 @@ export default async function runBlocking(task: BlockingTask): Promise<BlockingT
     return { ok: true, payload: await def.handler(task.params, { ...task.ctx, bus: noBus }) };
   } catch (e) {
     if (isGatewayError(e)) return { ok: false, error: e.toBody() };
+    // The socket worker sees only INTERNAL: the stack is logged here, where it is still known.
+    log.error({ connId: task.ctx.connId, method: task.method, err: e }, "blocking handler failed");
     return { ok: false, error: { code: ErrorCode.INTERNAL, message: "internal error" } };
   }
 }
