@@ -537,17 +537,14 @@ function resp(status: number, body: string) {
 }
 
 /** k6/ws Socket on virtual time: messages first, then the earliest timer. */
-class SyncSocket {
+/** What the k6/ws Socket stand-ins share: handlers, and close() that fires "close" once. */
+export abstract class K6WsSocketBase {
   private readonly handlers = new Map<string, ((arg?: unknown) => void)[]>();
-  private readonly inbox: ({ text: string } | { close: number })[] = [];
-  private readonly timers: { at: number; fn: () => void }[] = [];
-  private now = 0;
-  private closed = false;
-  private readonly conn: FakeConn;
+  protected readonly timers: { at: number; fn: () => void }[] = [];
+  protected closed = false;
 
-  constructor(private readonly gw: FakeGateway) {
-    this.conn = gw.accept({ toClient: (text) => this.inbox.push({ text }), serverClose: (code) => this.inbox.push({ close: code }) }, true);
-  }
+  /** Tells the other end that the client closed. */
+  protected abstract hangUp(code: number): void;
 
   on(event: string, fn: (arg?: unknown) => void): void {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn]);
@@ -555,6 +552,30 @@ class SyncSocket {
 
   fire(event: string, arg?: unknown): void {
     for (const h of this.handlers.get(event) ?? []) h(arg);
+  }
+
+  setInterval(): void {
+    throw new Error("socket.setInterval is not simulated");
+  }
+
+  ping(): void {}
+
+  close(code = 1001): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.hangUp(code);
+    this.fire("close", code);
+  }
+}
+
+class SyncSocket extends K6WsSocketBase {
+  private readonly inbox: ({ text: string } | { close: number })[] = [];
+  private now = 0;
+  private readonly conn: FakeConn;
+
+  constructor(private readonly gw: FakeGateway) {
+    super();
+    this.conn = gw.accept({ toClient: (text) => this.inbox.push({ text }), serverClose: (code) => this.inbox.push({ close: code }) }, true);
   }
 
   send(data: unknown): void {
@@ -567,17 +588,8 @@ class SyncSocket {
     this.timers.push({ at: this.now + ms, fn });
   }
 
-  setInterval(): void {
-    throw new Error("socket.setInterval is not simulated");
-  }
-
-  ping(): void {}
-
-  close(code = 1001): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected hangUp(): void {
     if (!this.conn.closed) this.gw.clientClosed(this.conn);
-    this.fire("close", code);
   }
 
   run(): void {
