@@ -34,15 +34,23 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** Own properties only: an inherited `event` or `payload` (a crafted prototype) is not the client's. */
+function own(o: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(o, key) ? o[key] : undefined;
+}
+
 /** Returns the normalized request, or an error message for BAD_REQUEST / 400. */
 export function validatePublish(body: unknown): PublishRequest | string {
   if (!isPlainObject(body)) return "body must be an object {event, payload, filter?}";
-  if (typeof body.event !== "string" || !EVENT_NAME_RE.test(body.event)) return "event must be 1..128 chars of [A-Za-z0-9._:-]";
-  if (!("payload" in body)) return "payload is required (null is allowed)";
+  const event = own(body, "event");
+  if (typeof event !== "string" || !EVENT_NAME_RE.test(event)) return "event must be 1..128 chars of [A-Za-z0-9._:-]";
+  if (!Object.hasOwn(body, "payload")) return "payload is required (null is allowed)";
   const filter: EventFilter = {};
-  if (body.filter !== undefined && body.filter !== null) {
-    if (!isPlainObject(body.filter)) return "filter must be an object {agentId?, role?}";
-    const { agentId, role } = body.filter;
+  const f = own(body, "filter");
+  if (f !== undefined && f !== null) {
+    if (!isPlainObject(f)) return "filter must be an object {agentId?, role?}";
+    const agentId = own(f, "agentId");
+    const role = own(f, "role");
     if (agentId !== undefined) {
       if (typeof agentId !== "string" || !AGENT_ID_RE.test(agentId)) return "filter.agentId must be 1..128 chars of [A-Za-z0-9._:-]";
       filter.agentId = agentId;
@@ -52,5 +60,5 @@ export function validatePublish(body: unknown): PublishRequest | string {
       filter.role = role;
     }
   }
-  return { event: body.event, payload: body.payload, filter };
+  return { event, payload: body.payload, filter };
 }

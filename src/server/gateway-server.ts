@@ -116,6 +116,9 @@ export class GatewayServer implements MainCounters {
   get ringFullRefusals(): number {
     return this.inbound.ringFullRefusals;
   }
+  get closesDeferred(): number {
+    return this.writer.closesDeferred;
+  }
   get connRateRefusals(): number {
     return this.upgrade.connRateRefusals;
   }

@@ -12,6 +12,7 @@ type LabelledValue = [labels: Record<string, string>, value: number];
 export interface MainCounters {
   readonly connectionCount: number;
   readonly ringFullRefusals: number;
+  readonly closesDeferred: number;
   readonly connRateRefusals: number;
   readonly eventsDelivered: number;
   readonly eventsDropped: number;
@@ -99,6 +100,7 @@ export class GatewayMetrics {
     perWorkerCounter("gateway_worker_rpcs_total", "Requests dispatched after connect per socket worker (kept across worker restarts)", "rpcs");
     perWorkerCounter("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker (kept across worker restarts)", "badFrames");
     gauge("gateway_open_sockets", "WebSocket connections open on the main thread (including those still before connect)", () => main.connectionCount);
+    counter("gateway_inbound_closes_deferred_total", "Socket closes that found a worker's inbound ring full and waited, in order, for room", () => main.closesDeferred);
     counter("gateway_inbound_ring_full_total", "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full", () => main.ringFullRefusals);
     this.counterBy("gateway_rate_limited_total", "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)", ["limit"], async () => [
       [{ limit: "connection" }, main.connRateRefusals],
@@ -122,6 +124,7 @@ export class GatewayMetrics {
       },
     });
     counter("gateway_events_published_total", "Broadcasts stamped with a seq by the coordinator", async () => (await pool.coordinator.stats()).published);
+    counter("gateway_events_shard_overflow_total", "Broadcasts dropped for one shard because its event ring and spill list were full (a host-level overload)", async () => (await pool.coordinator.stats()).shardOverflow);
     counter("gateway_events_unmatched_total", "Broadcasts that matched no connection's shard (cost nothing further)", async () => (await pool.coordinator.stats()).unmatched);
     counter("gateway_events_delivered_total", "Event frames handed to sockets", () => main.eventsDelivered);
     counter("gateway_events_dropped_total", "Event frames dropped for slow consumers (reported to them as events.dropped)", () => main.eventsDropped);

@@ -48,6 +48,13 @@ export interface SocketWorkerApi {
 }
 
 /** piscina task input for handlers marked `blocking`. */
+/** workerData of a piscina pool thread (workers/pool/handler-task.ts), set by the socket worker. */
+export interface HandlerTaskData {
+  handlerModules: readonly string[];
+  testHooks: boolean;
+  logLevel: GatewayConfig["logLevel"];
+}
+
 export interface BlockingTask {
   method: string;
   params: unknown;

@@ -73,6 +73,16 @@ export class RedisServer {
     await exited;
   }
 
+  /** SIGSTOP: Redis keeps its connections open but answers nothing (a stalled server). */
+  pause(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT after pause(): it answers what was queued meanwhile. */
+  resume(): void {
+    this.proc?.kill("SIGCONT");
+  }
+
   async stop(): Promise<void> {
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });

@@ -58,6 +58,8 @@ describe("a CLOSE that finds the inbound ring full", () => {
       // Dropped on the CLOSE records, not by the heartbeat.
       expect(counts).toEqual({ connections: 1, liveSessions: 1, heartbeatTimeouts: 0 });
       expect(gw.output()).toMatch(/inbound ring full: socket closes wait for room/);
+      const deferred = /^gateway_inbound_closes_deferred_total (\d+)$/m.exec(await (await httpGet(gw.port, "/metrics")).text());
+      expect(Number(deferred?.[1])).toBeGreaterThan(0);
       // The survivor is still served once the flood is answered.
       expect((await flooder.request("echo", "after", "after", 10_000)).payload).toBe("after");
       flooder.close();

@@ -69,6 +69,27 @@ describe("handler modules and the piscina pool", () => {
     expect(r.output).toMatch(/must export `methods`/);
   });
 
+  it("logs a blocking handler's throw with its stack in the pool thread and answers INTERNAL", async () => {
+    await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1" }, async (gw) => {
+      const c = await connected(gw, "dev-blocking-throw");
+      expect(await c.request("test.blockingThrow", {}, 1)).toEqual({ type: "res", id: 1, ok: false, error: { code: "INTERNAL", message: "internal error" } });
+      // A contract error from the pool reaches the client as it was thrown, and is no error log.
+      expect(await c.request("test.blockingThrow", { code: "FORBIDDEN" }, 2)).toMatchObject({ ok: false, error: { code: "FORBIDDEN", message: "test.blockingThrow: requested" } });
+      expect((await c.request("echo", "alive", 3)).payload).toBe("alive");
+      const lines = gw
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("blocking handler failed"))
+        .map((l) => JSON.parse(l) as { level: number; thread: string; method: string; err: { type: string; message: string; stack: string } });
+      expect(lines.length).toBe(1);
+      const [line] = lines;
+      expect(line).toMatchObject({ level: 50, thread: "pool", method: "test.blockingThrow", err: { type: "Error", message: "test.blockingThrow: thrown by a test" } });
+      // The stack is the throw's own, in the pool thread's bundle.
+      expect(line!.err.stack).toMatch(/^Error: test\.blockingThrow: thrown by a test\n\s+at \S*blockingThrow .*handler-task\.js/);
+      c.close();
+    });
+  });
+
   it("a handler burning 500 ms of CPU does not delay another device's echo on the same worker", async () => {
     await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1" }, async (gw) => {
       const burner = await connected(gw, "dev-burner");
@@ -229,15 +250,15 @@ describe("configuration at start", () => {
     [{ RATE_RPC_PER_DEVICE: "60" }, "RATE_RPC_PER_DEVICE"],
     [{ MAX_PAYLOAD_BYTES: "1.5" }, "MAX_PAYLOAD_BYTES"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
-  ])("exits non-zero naming the variable for %o", async (env, name) => {
+  ])("exits 2 naming the variable for %o", async (env, name) => {
     const r = await runToExit(env);
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(2); // README: an invalid value exits with code 2
     expect(r.output).toContain(name);
   });
 
   it("refuses a non-loopback HOST without GATEWAY_TOKEN", async () => {
     const r = await runToExit({ HOST: "0.0.0.0" });
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(2);
     expect(r.output).toMatch(/GATEWAY_TOKEN/);
   });
 });

@@ -3,7 +3,7 @@
 // INVALID_SESSION fallback, the heartbeat watchdog, the bounded offline queue, reconnect delays
 // and close() leaving no timer behind.
 import fc from "fast-check";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi } from "vitest";
 import { backoffCeiling, fullJitterDelay, validateBackoff } from "../../src/client/backoff.js";
 import WS from "ws";
 import { GatewayClient, GatewayRequestError, type GatewayClientOptions, type Hello, type WebSocketConstructor, type WebSocketLike } from "../../src/client/index.js";
@@ -134,10 +134,14 @@ function makeHello(over: Partial<Hello> = {}): Hello {
 
 const last = () => FakeSocket.all.at(-1)!;
 
+// Type-level: these fail `npm run typecheck` (tsc covers test/), not the run.
 it("takes the ws package's constructor as it is (type check)", () => {
-  const options: GatewayClientOptions = { url: "ws://gw.test/ws", WebSocket: WS };
-  const ctor: WebSocketConstructor = WS;
-  expect(options.WebSocket).toBe(ctor);
+  expectTypeOf(WS).toExtend<WebSocketConstructor>();
+  expectTypeOf({ url: "ws://gw.test/ws", WebSocket: WS }).toExtend<GatewayClientOptions>();
+  expectTypeOf<GatewayClientOptions["WebSocket"]>().toEqualTypeOf<WebSocketConstructor | undefined>();
+  // The check has teeth: a socket without close() or a constructor of another signature is refused.
+  expectTypeOf<new (url: string) => Omit<WebSocketLike, "close">>().not.toExtend<WebSocketConstructor>();
+  expectTypeOf<new (url: URL) => WebSocketLike>().not.toExtend<WebSocketConstructor>();
 });
 
 describe("GatewayClient against a scripted socket", () => {

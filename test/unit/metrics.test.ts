@@ -49,6 +49,7 @@ function fakePool() {
 const main: MainCounters = {
   connectionCount: 0,
   ringFullRefusals: 0,
+  closesDeferred: 0,
   connRateRefusals: 0,
   eventsDelivered: 0,
   eventsDropped: 0,
@@ -91,5 +92,18 @@ describe("per-worker counters", () => {
     f.counts[1] = 6;
     text = await m.render();
     expect(series(text, "gateway_worker_bad_frames_total")).toEqual({ 0: 29, 1: 6 });
+  });
+});
+
+describe("overload counters", () => {
+  it("expose the coordinator's dropped events and the main thread's deferred closes", async () => {
+    const f = fakePool();
+    const stats = await f.pool.coordinator.stats();
+    stats.shardOverflow = 7;
+    const m = new GatewayMetrics(f.pool, { ...main, closesDeferred: 3 });
+    const text = await m.render();
+    expect(text).toMatch(/^# TYPE gateway_events_shard_overflow_total counter$/m);
+    expect(text).toMatch(/^gateway_events_shard_overflow_total 7$/m);
+    expect(text).toMatch(/^gateway_inbound_closes_deferred_total 3$/m);
   });
 });

@@ -105,8 +105,23 @@ describe("validatePublish", () => {
     }
   });
 
-  it("current behaviour: inherited event/payload are read like own ones (JSON/msgpack bodies never have any)", () => {
-    const body = Object.create({ event: "e", payload: 1 }) as Record<string, unknown>;
-    expect(validatePublish(body)).toEqual({ event: "e", payload: 1, filter: {} });
+  it("reads own properties only: inherited event, payload or filter keys do not count", () => {
+    const inherited = (proto: object, own: object = {}) => Object.assign(Object.create(proto) as Record<string, unknown>, own);
+    expect(validatePublish(inherited({ event: "x", payload: 1 }))).toMatch(/event/);
+    expect(validatePublish(inherited({ event: "x" }, { payload: 1 }))).toMatch(/event/);
+    expect(validatePublish(inherited({ payload: 1 }, { event: "x" }))).toMatch(/payload/);
+    // An inherited filter (or filter key) is no filter: the event is not narrowed by it.
+    expect(validatePublish(inherited({ filter: { agentId: "a" } }, { event: "x", payload: 1 }))).toEqual({ event: "x", payload: 1, filter: {} });
+    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ agentId: "a", role: "r" }) })).toEqual({ event: "x", payload: 1, filter: {} });
+    // ...and an inherited bad value is not refused either: it is simply not there.
+    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ role: "BAD" }, { agentId: "a" }) })).toEqual({ event: "x", payload: 1, filter: { agentId: "a" } });
+  });
+
+  it("a __proto__ key in a JSON body is an ordinary key, not a source of fields", () => {
+    expect(validatePublish(JSON.parse('{"__proto__":{"event":"x","payload":1}}'))).toMatch(/event/);
+    expect(validatePublish(JSON.parse('{"event":"x","__proto__":{"payload":1}}'))).toMatch(/payload/);
+    expect(validatePublish(JSON.parse('{"event":"x","payload":1,"filter":{"__proto__":{"agentId":"a"}}}'))).toEqual({ event: "x", payload: 1, filter: {} });
+    // An object literal's __proto__ sets the prototype: its fields are inherited, so refused.
+    expect(validatePublish({ __proto__: { event: "x", payload: 1 } })).toMatch(/event/);
   });
 });

@@ -3,155 +3,28 @@
 // (from the counts the workers report), and writes the event once into each such shard's ring.
 // An event nobody matches costs no shard any work.
 import { workerData, type MessagePort } from "node:worker_threads";
-import { Buffer } from "node:buffer";
 import * as Comlink from "comlink";
-import { RingWriter, maxRecordBytes } from "../../src/shared/ring-buffer.js";
-import { eventRecordLength, writeEventRecord } from "../../src/shared/event-records.js";
 import { createLogger } from "../../src/shared/logger.js";
 import type { GatewayConfig } from "../../src/config.js";
-import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, SubscriptionDelta, WorkerToCoordinator } from "../../src/shared/thread-api.js";
+import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, WorkerToCoordinator } from "../../src/shared/thread-api.js";
 import { shardOf } from "../../src/shared/hash.js";
 import type { RedisBackplane } from "./backplane.js";
+import { ShardEventWriter, type ShardTarget } from "./shard-event-writer.js";
 import { LoopLag } from "../../src/shared/loop-lag.js";
 
 const { config, control } = workerData as { config: GatewayConfig; control: MessagePort };
 const log = createLogger("coordinator", config.logLevel);
-
-interface PendingEvent {
-  seq: number;
-  event: string;
-  agentId: string | undefined;
-  role: string | undefined;
-  payloadJson: string;
-  bytes: number;
-}
-
-/** One socket worker as the coordinator sees it. */
-class ShardTarget {
-  readonly ring: RingWriter;
-  readonly buf: Buffer;
-  readonly maxRecord: number;
-  all = 0;
-  readonly agents = new Map<string, number>();
-  readonly roles = new Map<string, number>();
-  /** Events waiting for ring space, in seq order. */
-  readonly pending: PendingEvent[] = [];
-  pendingBytes = 0;
-  dirty = false;
-
-  constructor(
-    readonly index: number,
-    sab: SharedArrayBuffer,
-    doorbell: SharedArrayBuffer,
-    readonly port: MessagePort,
-  ) {
-    this.ring = new RingWriter(sab, doorbell);
-    this.buf = Buffer.from(this.ring.bytes.buffer, this.ring.bytes.byteOffset, this.ring.bytes.byteLength);
-    this.maxRecord = maxRecordBytes(sab);
-  }
-
-  matches(agentId: string | undefined, role: string | undefined): boolean {
-    if (agentId !== undefined && !((this.agents.get(agentId) ?? 0) > 0)) return false;
-    if (role !== undefined && !((this.roles.get(role) ?? 0) > 0)) return false;
-    return this.all > 0;
-  }
-
-  apply(deltas: SubscriptionDelta[]): void {
-    for (const [scope, key, delta] of deltas) {
-      if (scope === 0) this.all += delta;
-      else {
-        const m = scope === 1 ? this.agents : this.roles;
-        const n = (m.get(key) ?? 0) + delta;
-        if (n > 0) m.set(key, n);
-        else m.delete(key);
-      }
-    }
-  }
-}
-
-const shards: Array<ShardTarget | undefined> = [];
-const stats: Omit<CoordinatorStats, "eventLoopLagSec"> = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0 };
-const loopLag = new LoopLag();
 /** Spill bound per shard beyond its ring (the worker is behind): then events are counted and dropped. */
 const SPILL_BYTES = 4 * config.ringBytes;
-let flushTimer: NodeJS.Timeout | undefined;
 
-function stamp(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {
-  const seq = ++stats.seq;
-  stats.published++;
-  let matched = false;
-  for (const shard of shards) {
-    if (shard === undefined || !shard.matches(agentId, role)) continue;
-    matched = true;
-    deliver(shard, { seq, event, agentId, role, payloadJson, bytes: 0 });
-  }
-  if (!matched) stats.unmatched++;
-  return seq;
-}
-
-function deliver(shard: ShardTarget, e: PendingEvent): void {
-  if (shard.pending.length === 0 && tryWrite(shard, e)) return;
-  e.bytes = e.bytes || eventRecordLength(e.event, e.agentId, e.role, e.payloadJson);
-  if (shard.pendingBytes + e.bytes > SPILL_BYTES) {
-    stats.shardOverflow++;
-    if (stats.shardOverflow % 1000 === 1) log.warn({ shard: shard.index, overflow: stats.shardOverflow }, "socket worker cannot keep up with broadcasts: dropping events for it");
-    return;
-  }
-  shard.pending.push(e);
-  shard.pendingBytes += e.bytes;
-  flushTimer ??= setTimeout(flushPending, 1);
-}
-
-function tryWrite(shard: ShardTarget, e: PendingEvent): boolean {
-  const len = e.bytes || eventRecordLength(e.event, e.agentId, e.role, e.payloadJson);
-  if (len > shard.maxRecord) {
-    stats.shardOverflow++;
-    log.error({ shard: shard.index, bytes: len }, "event larger than a ring record: not delivered");
-    return true; // consumed (refused), never retried
-  }
-  const off = shard.ring.reserve(len);
-  if (off < 0) {
-    shard.ring.notify(); // make sure the worker is draining
-    return false;
-  }
-  writeEventRecord(shard.buf, off, e.seq, e.event, e.agentId, e.role, e.payloadJson);
-  shard.ring.commit();
-  shard.dirty = true;
-  stats.shardDeliveries++;
-  return true;
-}
-
-function flushPending(): void {
-  flushTimer = undefined;
-  let left = false;
-  for (const shard of shards) {
-    if (shard === undefined) continue;
-    let i = 0;
-    for (; i < shard.pending.length; i++) {
-      if (!tryWrite(shard, shard.pending[i]!)) break;
-      shard.pendingBytes -= shard.pending[i]!.bytes;
-    }
-    shard.pending.splice(0, i);
-    if (shard.pending.length > 0) left = true;
-  }
-  ringDoorbells();
-  if (left) flushTimer = setTimeout(flushPending, 1);
-}
-
-/** One doorbell per shard per batch of publishes. */
-function ringDoorbells(): void {
-  for (const shard of shards) {
-    if (shard?.dirty) {
-      shard.dirty = false;
-      shard.ring.notify();
-    }
-  }
-}
+const writer = new ShardEventWriter(SPILL_BYTES, log);
+const shards = writer.shards;
+const loopLag = new LoopLag();
 
 /** A broadcast that starts on this host: delivered here, and sent once to the other hosts. */
 function publishLocal(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {
   backplane?.publishEvent(event, payloadJson, agentId, role);
-  return stamp(event, payloadJson, agentId, role);
+  return writer.stamp(event, payloadJson, agentId, role);
 }
 
 function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
@@ -162,7 +35,7 @@ function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
     case "publish": {
       const acks: CoordinatorAcks = { t: "acks", acks: [] };
       for (const item of msg.items as PublishItem[]) acks.acks.push([item.id, publishLocal(item.event, item.payloadJson, item.agentId, item.role)]);
-      ringDoorbells();
+      writer.ringDoorbells();
       shard.port.postMessage(acks satisfies CoordinatorToWorker);
       return;
     }
@@ -188,7 +61,7 @@ if (config.redisUrl !== undefined) {
   const { RedisBackplane } = await import("./backplane.js");
   backplane = await RedisBackplane.create(config.redisUrl, log, {
     onEvent(e) {
-      stamp(e.event, e.payloadJson, e.agentId, e.role); // stamped with this host's seq; never sent back
+      writer.stamp(e.event, e.payloadJson, e.agentId, e.role); // stamped with this host's seq; never sent back
       scheduleDoorbells();
     },
     onTakeover(sessionId, deviceId) {
@@ -203,7 +76,7 @@ if (config.redisUrl !== undefined) {
 let doorbellQueued = false;
 const queuedDoorbells = (): void => {
   doorbellQueued = false;
-  ringDoorbells();
+  writer.ringDoorbells();
 };
 function scheduleDoorbells(): void {
   if (doorbellQueued) return;
@@ -216,23 +89,20 @@ const api: CoordinatorApi = {
     return true;
   },
   attachShard(index, ring, doorbell, port) {
-    shards[index]?.port.close();
-    const shard = new ShardTarget(index, ring, doorbell, port);
-    shards[index] = shard;
+    const shard = writer.attach(index, ring, doorbell, port);
     port.on("message", (m: WorkerToCoordinator) => onWorkerMessage(shard, m));
     log.debug({ shard: index }, "shard attached");
   },
   detachShard(index) {
-    shards[index]?.port.close();
-    shards[index] = undefined;
+    writer.detach(index);
   },
   publish(event, payloadJson, agentId, role) {
     const seq = publishLocal(event, payloadJson, agentId, role);
-    ringDoorbells();
+    writer.ringDoorbells();
     return seq;
   },
   stats() {
-    const s: CoordinatorStats = { ...stats, eventLoopLagSec: loopLag.read() };
+    const s: CoordinatorStats = { ...writer.stats, eventLoopLagSec: loopLag.read() };
     if (backplane !== undefined) s.backplane = backplane.stats();
     return s;
   },

@@ -1,9 +1,17 @@
 // Test-only triggers, registered only when GATEWAY_TEST_HOOKS=1 (never in production).
 import type { MethodTable } from "./handler-registry.js";
+import { ErrorCode, GatewayError } from "../../src/protocol/errors.js";
 
 function readMs(params: unknown, max: number): number {
   const ms = typeof params === "object" && params !== null ? (params as { ms?: unknown }).ms : undefined;
   return typeof ms === "number" && ms >= 0 ? Math.min(ms, max) : 0;
+}
+
+/** Throws a plain Error, or a GatewayError when `params.code` names a contract error code. */
+function blockingThrow(params: unknown): never {
+  const code = typeof params === "object" && params !== null ? (params as { code?: unknown }).code : undefined;
+  if (typeof code === "string" && Object.hasOwn(ErrorCode, code)) throw new GatewayError(code as ErrorCode, "test.blockingThrow: requested");
+  throw new Error("test.blockingThrow: thrown by a test");
 }
 
 function burn(ms: number): number {
@@ -27,4 +35,6 @@ export const testHookMethods: MethodTable = {
   "test.blockWorker": { handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
   /** Burns CPU in the piscina pool: must not delay other devices on the same socket worker. */
   "test.burn": { blocking: true, handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
+  /** Throws in the piscina pool: the pool thread logs it with its stack, the client gets INTERNAL. */
+  "test.blockingThrow": { blocking: true, handler: blockingThrow },
 };

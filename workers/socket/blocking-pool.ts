@@ -1,11 +1,9 @@
 // The piscina pool that runs `blocking` handlers for one socket worker, started on first use
 // (most deployments define none) and closed on drain.
 import { Piscina } from "piscina";
-import type { BlockingTask, BlockingTaskResult } from "../../src/shared/thread-api.js";
+import type { BlockingTask, BlockingTaskResult, HandlerTaskData } from "../../src/shared/thread-api.js";
 
-export interface BlockingPoolOptions {
-  handlerModules: readonly string[];
-  testHooks: boolean;
+export interface BlockingPoolOptions extends HandlerTaskData {
   /** Socket workers on this host: together they use about two pool threads. */
   workers: number;
 }
@@ -19,7 +17,7 @@ export class BlockingPool {
     const o = this.options;
     this.pool ??= new Piscina({
       filename: new URL("../pool/handler-task.js", import.meta.url).href,
-      workerData: { handlerModules: o.handlerModules, testHooks: o.testHooks },
+      workerData: { handlerModules: o.handlerModules, testHooks: o.testHooks, logLevel: o.logLevel } satisfies HandlerTaskData,
       minThreads: 0,
       maxThreads: Math.max(1, Math.ceil(2 / o.workers)),
       idleTimeout: 30_000,

@@ -97,7 +97,7 @@ const onEventRecord = (off: number): void => {
 const connect = new ConnectFlow({ config, table, sessions, heartbeat, subscribers, link, outcomes, out, rtt, progress, log });
 link.onTakenOver = (sessionId) => connect.onTakenOver(sessionId);
 
-const pool = new BlockingPool({ handlerModules: config.handlerModules, testHooks: config.testHooks, workers: config.workers });
+const pool = new BlockingPool({ handlerModules: config.handlerModules, testHooks: config.testHooks, logLevel: config.logLevel, workers: config.workers });
 const dispatcher = new Dispatcher({
   instanceId,
   inbound,
