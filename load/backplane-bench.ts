@@ -34,9 +34,14 @@ killChildrenOnExit();
 async function startRedis(): Promise<{ child: Child; url: string }> {
   const port = await freePort(HOST);
   const dir = mkdtempSync(join(tmpdir(), "bench-redis-"));
-  const child = startChild("redis-server", ["--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", dir], {});
+  const child = startChild(
+    "redis-server",
+    ["--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", dir],
+    {},
+  );
   for (let i = 0; i < 100 && !child.output().includes("Ready to accept connections"); i++) await sleep(50);
-  if (!child.isAlive()) throw new Error(`redis-server did not start (install Debian's redis-server):\n${child.output()}`);
+  if (!child.isAlive())
+    throw new Error(`redis-server did not start (install Debian's redis-server):\n${child.output()}`);
   return { child, url: `redis://${HOST}:${port}` };
 }
 
@@ -58,7 +63,10 @@ async function startGateway(redisUrl: string | undefined): Promise<{ child: Chil
   if (redisUrl !== undefined) {
     // wait for the backplane, or cross-host events published before it is up are lost
     for (let i = 0; i < 200; i++) {
-      const text = await fetch(`http://${HOST}:${port}/metrics`).then((r) => r.text(), () => "");
+      const text = await fetch(`http://${HOST}:${port}/metrics`).then(
+        (r) => r.text(),
+        () => "",
+      );
       if (/^gateway_backplane_up 1$/m.test(text)) break;
       await sleep(50);
     }
@@ -75,9 +83,29 @@ interface Row {
   cpuUsPerDelivery: number;
 }
 
-async function runCase(name: string, hosts: Array<{ child: Child; port: number }>, subscriberPort: number, publishPort: number): Promise<Row> {
+async function runCase(
+  name: string,
+  hosts: Array<{ child: Child; port: number }>,
+  subscriberPort: number,
+  publishPort: number,
+): Promise<Row> {
   const out = mkdtempSync(join(tmpdir(), "bench-bp-"));
-  const args = [RUNNER, "broadcast", "--url", `ws://${HOST}:${subscriberPort}/ws`, "--admin-token", ADMIN, "--conns", String(conns), "--rate", String(rate), "--duration", String(duration), "--out", out];
+  const args = [
+    RUNNER,
+    "broadcast",
+    "--url",
+    `ws://${HOST}:${subscriberPort}/ws`,
+    "--admin-token",
+    ADMIN,
+    "--conns",
+    String(conns),
+    "--rate",
+    String(rate),
+    "--duration",
+    String(duration),
+    "--out",
+    out,
+  ];
   if (publishPort !== subscriberPort) args.push("--publish-url", `ws://${HOST}:${publishPort}/ws`);
   const t0 = Date.now();
   const before: Array<CpuSnapshot | null> = hosts.map((h) => readCpu(h.child.pid ?? -1, t0));
@@ -130,17 +158,23 @@ async function main(): Promise<void> {
     await stopChild(redis.child);
   }
   const base = rows[0]!;
-  const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }) : "—");
+  const fmt = (n: number, d = 0) =>
+    Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }) : "—";
   let md = `Backplane benchmark — ${new Date().toISOString()}, ${machineLine(machineMeta())}\n`;
   md += `broadcast: ${conns} subscribers, ${rate} events/s published over HTTP, ${duration} s; latency = publish (wall clock in the payload) → receive.\n\n`;
-  md += "| setup | deliveries/s | p50 µs | p99 µs | errors | gateway CPU µs/delivery | p50 vs one host |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-  for (const r of rows) md += `| ${r.name} | ${fmt(r.deliveriesPerSec)} | ${fmt(r.p50us)} | ${fmt(r.p99us)} | ${r.errors} | ${fmt(r.cpuUsPerDelivery, 2)} | ${fmt(r.p50us / base.p50us, 2)}× |\n`;
+  md +=
+    "| setup | deliveries/s | p50 µs | p99 µs | errors | gateway CPU µs/delivery | p50 vs one host |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const r of rows)
+    md += `| ${r.name} | ${fmt(r.deliveriesPerSec)} | ${fmt(r.p50us)} | ${fmt(r.p99us)} | ${r.errors} | ${fmt(r.cpuUsPerDelivery, 2)} | ${fmt(r.p50us / base.p50us, 2)}× |\n`;
   process.stdout.write(md);
   const dir = join(DIST, "../../load/results");
   mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   writeFileSync(join(dir, `backplane-${stamp}.md`), md);
-  writeFileSync(join(dir, `backplane-${stamp}.json`), JSON.stringify({ conns, rate, duration, machine: machineMeta(), rows }, null, 2));
+  writeFileSync(
+    join(dir, `backplane-${stamp}.json`),
+    JSON.stringify({ conns, rate, duration, machine: machineMeta(), rows }, null, 2),
+  );
 }
 
 main().then(

@@ -19,7 +19,13 @@ function hello(id: Id): string {
   });
 }
 
-const wss = new WebSocketServer({ host: HOST, port: PORT, maxPayload: MAX_PAYLOAD, clientTracking: false, perMessageDeflate: false });
+const wss = new WebSocketServer({
+  host: HOST,
+  port: PORT,
+  maxPayload: MAX_PAYLOAD,
+  clientTracking: false,
+  perMessageDeflate: false,
+});
 wss.on("error", (err) => {
   console.error(`baseline-ws-echo: ${err.message}`);
   process.exit(1);
@@ -45,7 +51,8 @@ wss.on("connection", (ws: WebSocket) => {
       connected = true;
       return ws.send(hello(msg.id));
     }
-    if (msg.method === "echo") return ws.send(JSON.stringify({ type: "res", id: msg.id, ok: true, payload: msg.params }));
+    if (msg.method === "echo")
+      return ws.send(JSON.stringify({ type: "res", id: msg.id, ok: true, payload: msg.params }));
     if (msg.method === "connect") return ws.send(errorFrame(msg.id, "BAD_REQUEST", "already connected"));
     ws.send(errorFrame(msg.id, "METHOD_NOT_FOUND", `unknown method ${msg.method}`));
   });

@@ -19,7 +19,13 @@ const SECRET = process.env.SESSION_SECRET ?? randomBytes(32).toString("hex");
 const MAX_PAYLOAD = 1024 * 1024;
 if (!(HEARTBEAT_MS > 0) || !(TTL_MS > 0)) throw new Error("HEARTBEAT_SEC and SESSION_TTL_SEC must be positive");
 
-const wss = new WebSocketServer({ host: HOST, port: PORT, maxPayload: MAX_PAYLOAD, clientTracking: false, perMessageDeflate: false });
+const wss = new WebSocketServer({
+  host: HOST,
+  port: PORT,
+  maxPayload: MAX_PAYLOAD,
+  clientTracking: false,
+  perMessageDeflate: false,
+});
 wss.on("error", (err) => {
   console.error(`baseline-ws-heartbeat: ${err.message}`);
   process.exit(1);
@@ -59,14 +65,22 @@ wss.on("connection", (ws: WebSocket) => {
     } catch {
       return ws.send(errorFrame(null, "BAD_REQUEST", "invalid JSON"));
     }
-    if (deviceId !== null && sessionId !== null && typeof msg === "object" && msg !== null && (msg as { type?: unknown }).type === "pong") {
+    if (
+      deviceId !== null &&
+      sessionId !== null &&
+      typeof msg === "object" &&
+      msg !== null &&
+      (msg as { type?: unknown }).type === "pong"
+    ) {
       const seq = (msg as { seq?: unknown }).seq;
       if (typeof seq !== "number" || !Number.isInteger(seq) || seq <= pongSeq || seq > pingSeq) return; // not a valid pong
       pongSeq = seq;
       generation++;
       const expiresAt = Date.now() + TTL_MS;
       const token = sessionToken(SECRET, sessionId, generation, expiresAt, deviceId);
-      return ws.send(JSON.stringify({ type: "event", event: "session.refreshed", payload: { sessionToken: token, expiresAt } }));
+      return ws.send(
+        JSON.stringify({ type: "event", event: "session.refreshed", payload: { sessionToken: token, expiresAt } }),
+      );
     }
     if (!isReq(msg)) return ws.send(errorFrame(null, "BAD_REQUEST", "not a request"));
     if (deviceId === null) {

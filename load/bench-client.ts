@@ -12,12 +12,32 @@
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { numFlag, parseFlags, strFlag } from "./lib/args.js";
-import { FrameCounter, maskedFrame, OP_CLOSE, OP_PING, OP_PONG, parseUpgradeResponse, upgradeRequest } from "./lib/frames.js";
+import {
+  FrameCounter,
+  maskedFrame,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  parseUpgradeResponse,
+  upgradeRequest,
+} from "./lib/frames.js";
 import { Histogram } from "./lib/histogram.js";
 import type { ClientLine, ClientResult, LoadMode } from "./lib/types.js";
 
 const flags = parseFlags(process.argv.slice(2), {
-  values: ["host", "port", "path", "mode", "conns", "window", "duration", "warmup", "rate", "max-inflight", "connect-timeout"],
+  values: [
+    "host",
+    "port",
+    "path",
+    "mode",
+    "conns",
+    "window",
+    "duration",
+    "warmup",
+    "rate",
+    "max-inflight",
+    "connect-timeout",
+  ],
 });
 const HOST = strFlag(flags, "host", "127.0.0.1");
 const PORT = numFlag(flags, "port", Number(process.env.PORT ?? 8080), { min: 1, integer: true });
@@ -87,7 +107,13 @@ let repliesSinceSample = 0;
 /** Connections in state "ready" (recomputed after any connection dies). */
 let liveCache: Conn[] | null = null;
 const errors: ClientResult["errors"] = {
-  connectFailed: 0, upgradeRefused: 0, handshakeFailed: 0, closedDuringRun: 0, badReplies: 0, unexpectedFrames: 0, shed: 0,
+  connectFailed: 0,
+  upgradeRefused: 0,
+  handshakeFailed: 0,
+  closedDuringRun: 0,
+  badReplies: 0,
+  unexpectedFrames: 0,
+  shed: 0,
 };
 const samples: ClientResult["samples"] = {};
 
@@ -113,7 +139,10 @@ class Conn {
   private sentAny = false;
   private timer: NodeJS.Timeout | null;
 
-  constructor(readonly n: number, private readonly settled: (c: Conn) => void) {
+  constructor(
+    readonly n: number,
+    private readonly settled: (c: Conn) => void,
+  ) {
     const { request, expectedAccept } = upgradeRequest(HOST, PORT, PATH);
     this.counter = new FrameCounter({
       onControl: (op, payload) => this.onControl(op, payload),
@@ -122,7 +151,12 @@ class Conn {
     this.timer = setTimeout(() => this.fail("handshakeFailed", "timeout"), CONNECT_TIMEOUT_MS);
     this.sock = net.connect({ host: HOST, port: PORT, noDelay: true });
     this.sock.on("connect", () => this.sock.write(request));
-    this.sock.on("error", (err) => this.fail(this.state === "upgrading" && this.head.length === 0 ? "connectFailed" : "handshakeFailed", err.message));
+    this.sock.on("error", (err) =>
+      this.fail(
+        this.state === "upgrading" && this.head.length === 0 ? "connectFailed" : "handshakeFailed",
+        err.message,
+      ),
+    );
     this.sock.on("close", () => this.fail("handshakeFailed", "closed"));
     this.sock.on("data", (chunk: Buffer) => {
       if (this.state === "ready") return this.onFrames(chunk);
@@ -137,7 +171,11 @@ class Conn {
         this.state = "handshaking";
         this.head = Buffer.alloc(0);
         this.counter.wantSample = true;
-        this.sock.write(maskedFrame(`{"type":"req","id":0,"method":"connect","params":{"deviceId":"bench-${this.n}","role":"operator"}}`));
+        this.sock.write(
+          maskedFrame(
+            `{"type":"req","id":0,"method":"connect","params":{"deviceId":"bench-${this.n}","role":"operator"}}`,
+          ),
+        );
         if (r.rest.length === 0) return;
         chunk = r.rest;
       }
@@ -265,7 +303,10 @@ function openNext(): void {
 }
 for (let i = 0; i < Math.min(CONNECT_CONCURRENCY, CONNS); i++) openNext();
 
-const watchdog = setTimeout(() => finish(`watchdog: run did not finish in time (phase ${phase})`), CONNECT_TIMEOUT_MS * Math.ceil(CONNS / CONNECT_CONCURRENCY) + WARMUP_MS + DURATION_MS + 30_000);
+const watchdog = setTimeout(
+  () => finish(`watchdog: run did not finish in time (phase ${phase})`),
+  CONNECT_TIMEOUT_MS * Math.ceil(CONNS / CONNECT_CONCURRENCY) + WARMUP_MS + DURATION_MS + 30_000,
+);
 
 function ready(): Conn[] {
   liveCache ??= conns.filter((c) => c.state === "ready");

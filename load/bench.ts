@@ -25,14 +25,26 @@ const HOST = "127.0.0.1";
 const WS_PATH = "/ws?encoding=json";
 
 const flags = parseFlags(process.argv.slice(2), {
-  values: ["duration", "warmup", "conns", "window", "rate", "only", "modes", "repeat", "gateway", "compare", "max-inflight"],
+  values: [
+    "duration",
+    "warmup",
+    "conns",
+    "window",
+    "rate",
+    "only",
+    "modes",
+    "repeat",
+    "gateway",
+    "compare",
+    "max-inflight",
+  ],
   switches: ["help"],
 });
 if (flags.help) {
   console.log(
     "usage: node dist/load/bench.js [--duration 5] [--warmup 1] [--conns 50] [--window 32] [--rate 20000]\n" +
       "  [--only gw-w1,gw-w2,uws-raw,ws-node] [--modes closed,open] [--repeat 1] [--gateway dist/main.js]\n" +
-        "  [--compare other/dist/main.js (adds cmp-w1, cmp-w2: an A/B in one invocation)] [--max-inflight 1024]",
+      "  [--compare other/dist/main.js (adds cmp-w1, cmp-w2: an A/B in one invocation)] [--max-inflight 1024]",
   );
   process.exit(0);
 }
@@ -73,14 +85,25 @@ const ALL: ServerSpec[] = [
   { name: "ws-node", script: join(HERE, "baseline-ws-echo.js"), env: { HOST }, ready: "upgrade" },
 ];
 if (opts.compare !== undefined) {
-  ALL.splice(2, 0, { name: "cmp-w1", script: opts.compare, env: gatewayEnv(1), ready: "readyz" }, { name: "cmp-w2", script: opts.compare, env: gatewayEnv(2), ready: "readyz" });
+  ALL.splice(
+    2,
+    0,
+    { name: "cmp-w1", script: opts.compare, env: gatewayEnv(1), ready: "readyz" },
+    { name: "cmp-w2", script: opts.compare, env: gatewayEnv(2), ready: "readyz" },
+  );
 }
-const only = flags.only?.split(",").map((s) => s.trim()).filter(Boolean);
+const only = flags.only
+  ?.split(",")
+  .map((s) => s.trim())
+  .filter(Boolean);
 for (const n of only ?? []) {
-  if (!ALL.some((s) => s.name === n)) throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
+  if (!ALL.some((s) => s.name === n))
+    throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
 }
 const servers = only ? ALL.filter((s) => only.includes(s.name)) : ALL;
-const modes = strFlag(flags, "modes", "closed,open").split(",").map((s) => s.trim()) as LoadMode[];
+const modes = strFlag(flags, "modes", "closed,open")
+  .split(",")
+  .map((s) => s.trim()) as LoadMode[];
 for (const m of modes) if (m !== "closed" && m !== "open") throw new Error(`--modes: unknown mode ${m}`);
 
 const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
@@ -106,7 +129,9 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
         : () => probeUpgrade(HOST, port, WS_PATH);
     const up = await waitUntil(probe, 30_000, () => !server.isAlive());
     if (!up) {
-      rec.error = server.isAlive() ? "not ready within 30 s" : `exited during start-up (${JSON.stringify(await server.exited)})`;
+      rec.error = server.isAlive()
+        ? "not ready within 30 s"
+        : `exited during start-up (${JSON.stringify(await server.exited)})`;
       rec.startFailed = true;
       rec.serverStderr = server.output();
       return rec;
@@ -114,10 +139,26 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
 
     const clientArgs = [
       join(HERE, "bench-client.js"),
-      "--host", HOST, "--port", String(port), "--path", WS_PATH, "--mode", mode,
-      "--conns", String(opts.conns), "--window", String(opts.window),
-      "--duration", String(opts.duration), "--warmup", String(opts.warmup),
-      "--rate", String(opts.rate), "--max-inflight", String(opts.maxInflight),
+      "--host",
+      HOST,
+      "--port",
+      String(port),
+      "--path",
+      WS_PATH,
+      "--mode",
+      mode,
+      "--conns",
+      String(opts.conns),
+      "--window",
+      String(opts.window),
+      "--duration",
+      String(opts.duration),
+      "--warmup",
+      String(opts.warmup),
+      "--rate",
+      String(opts.rate),
+      "--max-inflight",
+      String(opts.maxInflight),
     ];
     const client = startChild(process.execPath, clientArgs, {}, { readStdout: true });
     let snap0: CpuSnapshot | null = null;
@@ -135,7 +176,8 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
       else if (msg.event === "measure-end") {
         snap1 = readCpu(pid, performance.now());
         rec.rss = readRss(pid);
-      } else if (msg.event === "connected") log(`${spec.name} ${mode}: ${msg.connected ?? 0}/${opts.conns} connections up`);
+      } else if (msg.event === "connected")
+        log(`${spec.name} ${mode}: ${msg.connected ?? 0}/${opts.conns} connections up`);
       else if (msg.event === "result") result = msg;
     });
     const limit = opts.warmup * 1000 + opts.duration * 1000 + 90_000;
@@ -177,7 +219,10 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
     rec.serverCores = cpu.wallSec > 0 ? cpu.totalSec / cpu.wallSec : 0;
     rec.clientCores = res.measuredSec > 0 ? res.clientCpuSec / res.measuredSec : 0;
     const bad = Object.entries(res.errors).filter(([, v]) => v > 0);
-    if (bad.length > 0) log(`${spec.name} ${mode}: client reported ${bad.map(([k, v]) => `${k}=${v}`).join(" ")}${res.samples.bad ? ` (${res.samples.bad})` : ""}`);
+    if (bad.length > 0)
+      log(
+        `${spec.name} ${mode}: client reported ${bad.map(([k, v]) => `${k}=${v}`).join(" ")}${res.samples.bad ? ` (${res.samples.bad})` : ""}`,
+      );
     if (res.errors.badReplies > 0) {
       rec.error = `replies with "ok":false (e.g. ${res.samples.bad ?? "?"})`;
       return rec;
@@ -188,7 +233,9 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
       `${spec.name} ${mode}: ${Math.round(res.rps).toLocaleString("en-US")} RPC/s, p50 ${res.latencyUs.p50} µs, p99 ${res.latencyUs.p99} µs, ` +
         `server ${rec.perRpcUs.total.toFixed(2)} µs/RPC (main ${rec.perRpcUs.main.toFixed(2)}), ` +
         `server ${rec.serverCores.toFixed(2)} cores, client ${rec.clientCores.toFixed(2)} cores${sh}` +
-        (keptUp(res) ? "" : ` — FELL BEHIND: ${res.sent} sent vs ${res.replies} replies in the window, ${res.errors.shed} shed`),
+        (keptUp(res)
+          ? ""
+          : ` — FELL BEHIND: ${res.sent} sent vs ${res.replies} replies in the window, ${res.errors.shed} shed`),
     );
     return rec;
   } finally {
@@ -200,9 +247,13 @@ async function runOnce(spec: ServerSpec, mode: LoadMode, attempt: number): Promi
 const meta = { ...machineMeta(), options: { ...opts, modes, servers: servers.map((s) => s.name) } };
 if (process.platform !== "linux") log("warning: server CPU is read from /proc — this only works on Linux");
 if ((meta.loadAvgAtStart[0] ?? 0) > 0.3 * meta.cores) {
-  log(`warning: load average ${meta.loadAvgAtStart.join(" ")} on ${meta.cores} cores — the machine is busy; figures will be noisy`);
+  log(
+    `warning: load average ${meta.loadAvgAtStart.join(" ")} on ${meta.cores} cores — the machine is busy; figures will be noisy`,
+  );
 }
-log(`${meta.cpuModel} × ${meta.cores}, node ${meta.node}; servers ${servers.map((s) => s.name).join(", ")}; modes ${modes.join(", ")}`);
+log(
+  `${meta.cpuModel} × ${meta.cores}, node ${meta.node}; servers ${servers.map((s) => s.name).join(", ")}; modes ${modes.join(", ")}`,
+);
 
 // Round robin: every round runs each server once, in turn, so drift on a shared machine
 // (other tenants, thermal) lands on all servers alike instead of on whichever ran last.
@@ -226,7 +277,10 @@ for (let attempt = 0; attempt < opts.repeat; attempt++) {
       runs.push(rec);
       if (!rec.ok) {
         log(`${spec.name} ${mode}: FAILED — ${rec.error ?? "?"}`);
-        if (rec.serverStderr) process.stderr.write(`--- ${spec.name} output (stderr + stdout, tail) ---\n${rec.serverStderr.trimEnd()}\n---\n`);
+        if (rec.serverStderr)
+          process.stderr.write(
+            `--- ${spec.name} output (stderr + stdout, tail) ---\n${rec.serverStderr.trimEnd()}\n---\n`,
+          );
         // a server that cannot start will not start for the other mode or round either
         if (rec.startFailed) cannotStart.set(spec.name, rec.error ?? "start failed");
       }
@@ -235,15 +289,22 @@ for (let attempt = 0; attempt < opts.repeat; attempt++) {
   }
 }
 
-const rows = aggregate(runs, servers.map((s) => s.name), modes);
+const rows = aggregate(
+  runs,
+  servers.map((s) => s.name),
+  modes,
+);
 const failed = rows.filter((r) => !r.ok);
 let md = `## WebSocket gateway benchmark — ${meta.date}\n\n`;
 md += `- machine: ${meta.cpuModel} × ${meta.cores} cores, ${meta.platform}, Node ${meta.node}, CLK_TCK ${meta.clockTicksPerSec}, load average at start ${meta.loadAvgAtStart.join(" ")}\n`;
-if (modes.includes("closed")) md += `- closed loop (saturation): ${opts.conns} connections × ${opts.window} requests in flight, ${opts.warmup} s warm-up + ${opts.duration} s measured\n`;
-if (modes.includes("open")) md += `- open loop: ${opts.rate.toLocaleString("en-US")} RPC/s in total over ${opts.conns} connections (1 ms timer with catch-up), ${opts.warmup} s warm-up + ${opts.duration} s measured\n`;
+if (modes.includes("closed"))
+  md += `- closed loop (saturation): ${opts.conns} connections × ${opts.window} requests in flight, ${opts.warmup} s warm-up + ${opts.duration} s measured\n`;
+if (modes.includes("open"))
+  md += `- open loop: ${opts.rate.toLocaleString("en-US")} RPC/s in total over ${opts.conns} connections (1 ms timer with catch-up), ${opts.warmup} s warm-up + ${opts.duration} s measured\n`;
 md += `- request: \`{"type":"req","id":N,"method":"echo","params":{"n":1}}\` on \`${WS_PATH}\`; latency = write of the request → read of its reply, on the client\n`;
 md += `- **the load client and the server share the same ${meta.cores} cores**: RPC/s is capped by the pair (see "client cores"); compare servers on CPU µs/RPC = server CPU (all threads, /proc utime+stime over the measured window) ÷ replies\n`;
-if (opts.repeat > 1) md += `- each row is the median of ${opts.repeat} runs per metric; the runs go round robin (every server once per round), so drift hits all servers alike\n`;
+if (opts.repeat > 1)
+  md += `- each row is the median of ${opts.repeat} runs per metric; the runs go round robin (every server once per round), so drift hits all servers alike\n`;
 md += "\n";
 for (const mode of modes) {
   md += `### ${mode === "closed" ? "Closed loop (saturation)" : `Open loop (${opts.rate.toLocaleString("en-US")} RPC/s)`}\n\n`;

@@ -20,7 +20,15 @@ import { numFlag, parseFlags, strFlag } from "./lib/args.js";
 import { fdLimits, killChildrenOnExit, startChild, stopChild, type Child } from "./lib/child.js";
 import type { HbClientLine, HbConnected, HbCounters, HbResult, HbSnap, LoopDelay } from "./lib/heartbeat-types.js";
 import { freePort, httpStatus, probeUpgrade, sleep, waitUntil } from "./lib/net-util.js";
-import { clockTicksPerSec, diffCpu, readCpu, readMachineCpu, readRss, type CpuDelta, type CpuSnapshot } from "./lib/proc-cpu.js";
+import {
+  clockTicksPerSec,
+  diffCpu,
+  readCpu,
+  readMachineCpu,
+  readRss,
+  type CpuDelta,
+  type CpuSnapshot,
+} from "./lib/proc-cpu.js";
 import { int, machineLine, machineMeta, ratio, threadBreakdown, us } from "./lib/report.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/load
@@ -95,13 +103,21 @@ const ALL: ServerSpec[] = [
     name: "ws-node",
     script: join(HERE, "baseline-ws-heartbeat.js"),
     host: "127.0.0.2",
-    env: { HOST: "127.0.0.2", HEARTBEAT_SEC: String(opts.heartbeatSec), SESSION_SECRET: randomBytes(32).toString("hex") },
+    env: {
+      HOST: "127.0.0.2",
+      HEARTBEAT_SEC: String(opts.heartbeatSec),
+      SESSION_SECRET: randomBytes(32).toString("hex"),
+    },
     ready: "upgrade",
   },
 ];
-const only = flags.only?.split(",").map((s) => s.trim()).filter(Boolean);
+const only = flags.only
+  ?.split(",")
+  .map((s) => s.trim())
+  .filter(Boolean);
 for (const n of only ?? []) {
-  if (!ALL.some((s) => s.name === n)) throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
+  if (!ALL.some((s) => s.name === n))
+    throw new Error(`--only: unknown server ${n} (known: ${ALL.map((s) => s.name).join(", ")})`);
 }
 const servers = only ? ALL.filter((s) => only.includes(s.name)) : ALL;
 
@@ -167,9 +183,14 @@ async function runOnce(spec: ServerSpec): Promise<Run> {
   let client: Child | null = null;
   let result: HbResult | null = null;
   try {
-    const probe = spec.ready === "readyz" ? async () => (await httpStatus(spec.host, port, "/readyz")) === 200 : () => probeUpgrade(spec.host, port, WS_PATH);
+    const probe =
+      spec.ready === "readyz"
+        ? async () => (await httpStatus(spec.host, port, "/readyz")) === 200
+        : () => probeUpgrade(spec.host, port, WS_PATH);
     if (!(await waitUntil(probe, 30_000, () => !server.isAlive()))) {
-      run.error = server.isAlive() ? "not ready within 30 s" : `exited during start-up (${JSON.stringify(await server.exited)})`;
+      run.error = server.isAlive()
+        ? "not ready within 30 s"
+        : `exited during start-up (${JSON.stringify(await server.exited)})`;
       return run;
     }
     await sleep(500);
@@ -180,8 +201,18 @@ async function runOnce(spec: ServerSpec): Promise<Run> {
       process.execPath,
       [
         join(HERE, "heartbeat-client.js"),
-        "--host", spec.host, "--port", String(port), "--path", WS_PATH, "--conns", String(opts.conns),
-        "--concurrency", String(opts.concurrency), "--device-prefix", `hb-${spec.name}`,
+        "--host",
+        spec.host,
+        "--port",
+        String(port),
+        "--path",
+        WS_PATH,
+        "--conns",
+        String(opts.conns),
+        "--concurrency",
+        String(opts.concurrency),
+        "--device-prefix",
+        `hb-${spec.name}`,
       ],
       {},
       { readStdout: true, stdin: true, nofile },
@@ -199,15 +230,23 @@ async function runOnce(spec: ServerSpec): Promise<Run> {
       }
       if (msg.event === "progress") {
         progress = msg.connected;
-        log(`${spec.name}: ${int(msg.connected)}/${int(opts.conns)} connected${msg.failed ? `, ${msg.failed} failed` : ""}`);
+        log(
+          `${spec.name}: ${int(msg.connected)}/${int(opts.conns)} connected${msg.failed ? `, ${msg.failed} failed` : ""}`,
+        );
       } else if (msg.event === "connected") connected = msg;
       else if (msg.event === "snap") waiting.get(msg.id)?.(msg);
       else if (msg.event === "result") result = msg;
     });
     const failed = (): string | null =>
-      !server.isAlive() ? `server exited (${JSON.stringify(server.child.exitCode ?? server.child.signalCode)})` : !c.isAlive() ? "client exited" : null;
+      !server.isAlive()
+        ? `server exited (${JSON.stringify(server.child.exitCode ?? server.child.signalCode)})`
+        : !c.isAlive()
+          ? "client exited"
+          : null;
     /** Asks the client for its counters and reads the server's CPU when they arrive. */
-    const snap = (id: string): Promise<{ s: HbSnap; cpu: CpuSnapshot | null; machine: ReturnType<typeof readMachineCpu> }> =>
+    const snap = (
+      id: string,
+    ): Promise<{ s: HbSnap; cpu: CpuSnapshot | null; machine: ReturnType<typeof readMachineCpu> }> =>
       new Promise((res, rej) => {
         const t = setTimeout(() => rej(new Error(`client did not answer snap ${id} within 10 s`)), 10_000);
         waiting.set(id, (s) => {
@@ -234,7 +273,9 @@ async function runOnce(spec: ServerSpec): Promise<Run> {
         else if (tenAgo !== undefined && progress - tenAgo < Math.max(10, 0.005 * opts.conns))
           stopReason = `connecting stalled (${progress - tenAgo} new in ${STALL_SEC} s)`;
         if (stopReason !== null) {
-          log(`${spec.name}: ${stopReason} at ${int(progress)}/${int(opts.conns)} — measuring the connections that are up`);
+          log(
+            `${spec.name}: ${stopReason} at ${int(progress)}/${int(opts.conns)} — measuring the connections that are up`,
+          );
           c.child.stdin?.write("stop-connecting\n");
         }
       }
@@ -330,10 +371,16 @@ async function runOnce(spec: ServerSpec): Promise<Run> {
 }
 
 // ---- main ------------------------------------------------------------------------------------------
-const meta = { ...machineMeta(), options: { ...opts, requestedConns, servers: servers.map((s) => s.name), fdLimit: nofile } };
+const meta = {
+  ...machineMeta(),
+  options: { ...opts, requestedConns, servers: servers.map((s) => s.name), fdLimit: nofile },
+};
 if (process.platform !== "linux") log("warning: server CPU and RSS are read from /proc — this only works on Linux");
-if ((meta.loadAvgAtStart[0] ?? 0) > 0.3 * meta.cores) log(`warning: load average ${meta.loadAvgAtStart.join(" ")} on ${meta.cores} cores — figures will be noisy`);
-log(`${meta.cpuModel} × ${meta.cores}, node ${meta.node}; ${int(opts.conns)} connections, heartbeat ${opts.heartbeatSec} s, ${opts.duration} s measured; servers ${servers.map((s) => s.name).join(", ")}`);
+if ((meta.loadAvgAtStart[0] ?? 0) > 0.3 * meta.cores)
+  log(`warning: load average ${meta.loadAvgAtStart.join(" ")} on ${meta.cores} cores — figures will be noisy`);
+log(
+  `${meta.cpuModel} × ${meta.cores}, node ${meta.node}; ${int(opts.conns)} connections, heartbeat ${opts.heartbeatSec} s, ${opts.duration} s measured; servers ${servers.map((s) => s.name).join(", ")}`,
+);
 
 const runs: Run[] = [];
 for (const spec of servers) {
@@ -342,7 +389,8 @@ for (const spec of servers) {
   runs.push(r);
   if (!r.ok) {
     log(`${spec.name}: FAILED — ${r.error ?? "?"}`);
-    if (r.serverOutput?.trim()) process.stderr.write(`--- ${spec.name} output (tail) ---\n${r.serverOutput.trimEnd()}\n---\n`);
+    if (r.serverOutput?.trim())
+      process.stderr.write(`--- ${spec.name} output (tail) ---\n${r.serverOutput.trimEnd()}\n---\n`);
   }
   await sleep(500);
 }
@@ -351,7 +399,11 @@ const closesOf = (c: HbCounters | undefined): string => {
   if (!c) return "–";
   const n = c.closes4002 + c.closesOther + c.dropped;
   if (n === 0) return "0";
-  const parts = [c.closes4002 ? `${c.closes4002}×4002` : "", c.closesOther ? `${c.closesOther} other` : "", c.dropped ? `${c.dropped} dropped` : ""];
+  const parts = [
+    c.closes4002 ? `${c.closes4002}×4002` : "",
+    c.closesOther ? `${c.closesOther} other` : "",
+    c.dropped ? `${c.dropped} dropped` : "",
+  ];
   return `**${n}** (${parts.filter(Boolean).join(", ")})`;
 };
 const loopOf = (d: LoopDelay | undefined): string => (d ? `p50 ${d.p50} / p99 ${d.p99} / max ${d.max} ms` : "?");
@@ -361,8 +413,10 @@ const base = runs.find((r) => r.server === "ws-node" && r.ok);
 let md = `## Heartbeat benchmark — ${meta.date}\n\n`;
 md += machineLine(meta);
 md += `- ${int(opts.conns)} idle connections per server from one client process (raw \`net\` sockets, ${opts.concurrency} handshakes in flight, distinct deviceIds), HEARTBEAT_SEC=${opts.heartbeatSec}; after all are connected + ${2 * opts.heartbeatSec} s settle, ${opts.duration} s measured\n`;
-md += "- heartbeat = server `ping` → client `pong` → server rotates the session token (HMAC-SHA256) and sends `session.refreshed`; heartbeats/s = refreshes received by the client in the window\n";
-md += "- CPU µs/heartbeat = server CPU (/proc utime+stime, all threads; main = the socket thread) over the window ÷ heartbeats; RSS/conn = (VmRSS at the end of the window − VmRSS before the client connected) ÷ connections\n";
+md +=
+  "- heartbeat = server `ping` → client `pong` → server rotates the session token (HMAC-SHA256) and sends `session.refreshed`; heartbeats/s = refreshes received by the client in the window\n";
+md +=
+  "- CPU µs/heartbeat = server CPU (/proc utime+stime, all threads; main = the socket thread) over the window ÷ heartbeats; RSS/conn = (VmRSS at the end of the window − VmRSS before the client connected) ÷ connections\n";
 md += `- gw-w1: \`${opts.gateway.replace(`${ROOT}/`, "")}\` WORKERS=1 on 127.0.0.1; ws-node: \`load/baseline-ws-heartbeat.ts\` (\`ws\`, one setInterval per connection) on 127.0.0.2\n`;
 for (const n of notes) md += `- **note**: ${n}\n`;
 md += "\n";
@@ -392,7 +446,8 @@ for (const r of runs.filter((x) => x.connected !== undefined && x.connected < x.
     "; per-connection and per-heartbeat figures are for the connections that were up.\n";
 }
 if (runs.some((r) => r.ok && (r.onTime ?? 0) < 0.98)) {
-  md += "\n⚠ fewer heartbeats than connections ÷ interval (below 98 %): the server (or the client sharing its cores) fell behind, or pongs went unanswered.\n";
+  md +=
+    "\n⚠ fewer heartbeats than connections ÷ interval (below 98 %): the server (or the client sharing its cores) fell behind, or pongs went unanswered.\n";
 }
 for (const r of runs.filter((x) => x.ok)) {
   const lag = r.clientLoopDelayMs?.window;
@@ -432,7 +487,8 @@ if (failedRuns.length > 0) {
   }
 }
 const sampleLines = runs.filter((r) => r.samples).map((r) => `- ${r.server}: ${JSON.stringify(r.samples)}`);
-if (sampleLines.length > 0) md += `\n<details><summary>sample frames</summary>\n\n${sampleLines.join("\n")}\n\n</details>\n`;
+if (sampleLines.length > 0)
+  md += `\n<details><summary>sample frames</summary>\n\n${sampleLines.join("\n")}\n\n</details>\n`;
 
 process.stdout.write(`\n${md}`);
 const stamp = meta.date.replace(/[:.]/g, "-");

@@ -15,7 +15,16 @@ import net from "node:net";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { numFlag, parseFlags, strFlag } from "./lib/args.js";
-import { FrameCounter, maskedFrame, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, parseUpgradeResponse, upgradeRequest } from "./lib/frames.js";
+import {
+  FrameCounter,
+  maskedFrame,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  parseUpgradeResponse,
+  upgradeRequest,
+} from "./lib/frames.js";
 import type { HbClientLine, HbConnectErrors, HbCounters, HbSamples, LoopDelay } from "./lib/heartbeat-types.js";
 
 const flags = parseFlags(process.argv.slice(2), {
@@ -36,7 +45,16 @@ const SEQ_MARK = Buffer.from('"seq":');
 const REFRESH_MARK = Buffer.from('"session.refreshed"');
 
 const counters: HbCounters = {
-  pings: 0, pongsSent: 0, refreshes: 0, closes4002: 0, closesOther: 0, dropped: 0, otherFrames: 0, seqAnomalies: 0, wsPings: 0, live: 0,
+  pings: 0,
+  pongsSent: 0,
+  refreshes: 0,
+  closes4002: 0,
+  closesOther: 0,
+  dropped: 0,
+  otherFrames: 0,
+  seqAnomalies: 0,
+  wsPings: 0,
+  live: 0,
 };
 const errors: HbConnectErrors = { connectFailed: 0, upgradeRefused: 0, handshakeFailed: 0, abandoned: 0 };
 const samples: HbSamples = {};
@@ -103,7 +121,12 @@ class Conn {
       onread: { buffer: READ_BUF, callback: (n) => this.onChunk(READ_BUF.subarray(0, n)) },
     });
     this.sock.on("connect", () => this.sock.write(request));
-    this.sock.on("error", (err) => this.fail(this.state === "upgrading" && this.head.length === 0 ? "connectFailed" : "handshakeFailed", err.message));
+    this.sock.on("error", (err) =>
+      this.fail(
+        this.state === "upgrading" && this.head.length === 0 ? "connectFailed" : "handshakeFailed",
+        err.message,
+      ),
+    );
     this.sock.on("close", () => this.fail("handshakeFailed", "socket closed"));
   }
 
@@ -119,7 +142,11 @@ class Conn {
       }
       this.state = "handshaking";
       this.head = Buffer.alloc(0);
-      this.sock.write(maskedFrame(`{"type":"req","id":1,"method":"connect","params":{"deviceId":"${DEVICE_PREFIX}-${this.n}","role":"operator"}}`));
+      this.sock.write(
+        maskedFrame(
+          `{"type":"req","id":1,"method":"connect","params":{"deviceId":"${DEVICE_PREFIX}-${this.n}","role":"operator"}}`,
+        ),
+      );
       if (r.rest.length === 0) return true;
       chunk = r.rest;
     }
@@ -238,7 +265,16 @@ function reportConnected(): void {
   if (allSettled) return;
   allSettled = true;
   clearInterval(progress);
-  emit({ event: "connected", t: wallMs(), conns: CONNS, connected: counters.live, errors, connectSec: (performance.now() - t0) / 1000, loopDelayMs: loopDelay(), samples });
+  emit({
+    event: "connected",
+    t: wallMs(),
+    conns: CONNS,
+    connected: counters.live,
+    errors,
+    connectSec: (performance.now() - t0) / 1000,
+    loopDelayMs: loopDelay(),
+    samples,
+  });
 }
 /** The server is not taking connections fast enough: keep the ones that are up, drop the rest. */
 function stopConnecting(): void {
@@ -248,7 +284,10 @@ function stopConnecting(): void {
   errors.abandoned += CONNS - opened;
   reportConnected();
 }
-const progress = setInterval(() => emit({ event: "progress", t: wallMs(), connected: counters.live, failed: failedCount() }), 1000);
+const progress = setInterval(
+  () => emit({ event: "progress", t: wallMs(), connected: counters.live, failed: failedCount() }),
+  1000,
+);
 while (opened < Math.min(CONCURRENCY, CONNS)) conns.push(new Conn(opened++));
 
 // ---- commands from the parent ------------------------------------------------------------------
@@ -276,7 +315,14 @@ input.on("line", (line) => {
   const [cmd, id = ""] = line.trim().split(/\s+/);
   if (cmd === "snap") {
     const c = process.cpuUsage(cpu0);
-    emit({ event: "snap", id, t: wallMs(), counters: { ...counters }, cpuSec: (c.user + c.system) / 1e6, loopDelayMs: loopDelay() });
+    emit({
+      event: "snap",
+      id,
+      t: wallMs(),
+      counters: { ...counters },
+      cpuSec: (c.user + c.system) / 1e6,
+      loopDelayMs: loopDelay(),
+    });
   } else if (cmd === "stop-connecting") {
     stopConnecting();
   } else if (cmd === "quit") {

@@ -73,8 +73,7 @@ export function parseIntIn(variable: string, value: string, min: number, max: nu
 
 const RATE_RE = /^(0|[1-9][0-9]*)\/(0|[1-9][0-9]*)(ms|s|m|h)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const RATE_EXPECTED =
-  "max/window such as 60/60s (window units ms, s, m, h; max 1..1000000000, window 1ms..24h)";
+const RATE_EXPECTED = "max/window such as 60/60s (window units ms, s, m, h; max 1..1000000000, window 1ms..24h)";
 
 /**
  * Parses a rate limit `max/window`: `max` a decimal integer 1..1e9, `window` a
@@ -234,7 +233,12 @@ export function parseHandlerModules(value: string, cwd: string): string[] {
 }
 
 /** An existing module file, as an absolute path. */
-export function parseModuleFile(variable: string, value: string, cwd: string, expected = `the path of an existing module file, absolute or relative to ${cwd}`): string {
+export function parseModuleFile(
+  variable: string,
+  value: string,
+  cwd: string,
+  expected = `the path of an existing module file, absolute or relative to ${cwd}`,
+): string {
   const abs = isAbsolute(value) ? resolve(value) : resolve(cwd, value);
   let isFile = false;
   try {

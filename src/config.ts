@@ -186,7 +186,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
   const hooksRaw = get("GATEWAY_TEST_HOOKS");
   const testHooks = hooksRaw === undefined ? false : parseFlag("GATEWAY_TEST_HOOKS", hooksRaw);
   const runtimeRaw = get("AGENT_RUNTIME_MODULE");
-  const agentRuntimeModule = runtimeRaw === undefined ? undefined : parseModuleFile("AGENT_RUNTIME_MODULE", runtimeRaw, process.cwd());
+  const agentRuntimeModule =
+    runtimeRaw === undefined ? undefined : parseModuleFile("AGENT_RUNTIME_MODULE", runtimeRaw, process.cwd());
 
   const ringMin = 2 * maxPayloadBytes + 64 * KIB;
   const ringBytes = int(

@@ -29,12 +29,16 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
   assertNativeUws();
   const log = createLogger("main", config.logLevel);
   if (config.sessionSecretGenerated) {
-    log.warn("SESSION_SECRET is not set: using a random secret; sessions will not survive a restart or move to another host");
+    log.warn(
+      "SESSION_SECRET is not set: using a random secret; sessions will not survive a restart or move to another host",
+    );
   }
   const instanceId = randomBytes(4).toString("hex");
   const coordinator = new CoordinatorThread(config, log);
   // The pool pumps outbound records into the server; the pumps start with pool.start(), after both exist.
-  const pool: SocketWorkerPool = new SocketWorkerPool(config, instanceId, log, coordinator, (shard, max): number => server.onOutbound(shard, max));
+  const pool: SocketWorkerPool = new SocketWorkerPool(config, instanceId, log, coordinator, (shard, max): number =>
+    server.onOutbound(shard, max),
+  );
   const server: GatewayServer = new GatewayServer(config, pool, log, instanceId);
   await coordinator.start(); // socket workers attach to it as they start
   await pool.start();

@@ -35,6 +35,6 @@ try {
   gateway = await startGateway(config);
   if (signalled) await drainAndExit();
 } catch (err) {
-  process.stderr.write(`gateway failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.stderr.write(`gateway failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 }

@@ -108,7 +108,10 @@ export const options = {
 };
 
 export function setup() {
-  if (ADMIN_TOKEN === "") throw new Error("ADMIN_TOKEN is required: the publisher POSTs /v1/events with it (start the gateway with the same ADMIN_TOKEN)");
+  if (ADMIN_TOKEN === "")
+    throw new Error(
+      "ADMIN_TOKEN is required: the publisher POSTs /v1/events with it (start the gateway with the same ADMIN_TOKEN)",
+    );
   checkGatewayReady();
 }
 
@@ -155,13 +158,24 @@ export function subscribers() {
   };
 
   for (let n = 0; n < CONNS_PER_VU; n++) {
-    setTimeout(() => {
-      devices.push(new Device({ deviceId: deviceId("k6sub", vu, n), agentIds: [AGENT_ID], tags: { script: "broadcast" } }, handlers));
-    }, rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS));
+    setTimeout(
+      () => {
+        devices.push(
+          new Device(
+            { deviceId: deviceId("k6sub", vu, n), agentIds: [AGENT_ID], tags: { script: "broadcast" } },
+            handlers,
+          ),
+        );
+      },
+      rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS),
+    );
   }
-  setTimeout(() => {
-    for (const d of devices) d.close();
-  }, SETTLE_MS + DURATION_MS + GRACE_MS);
+  setTimeout(
+    () => {
+      for (const d of devices) d.close();
+    },
+    SETTLE_MS + DURATION_MS + GRACE_MS,
+  );
 }
 
 const PAD = "x".repeat(PAYLOAD_BYTES);

@@ -153,7 +153,9 @@ function wellFormed429(retryAfterS, body) {
   const e = parsed.error;
   if (typeof e !== "object" || e === null || !("code" in e) || !("retryAfterMs" in e)) return false;
   const ms = e.retryAfterMs;
-  return e.code === "RATE_LIMITED" && typeof ms === "number" && Number.isInteger(ms) && ms >= 0 && retryAfterS * 1000 >= ms;
+  return (
+    e.code === "RATE_LIMITED" && typeof ms === "number" && Number.isInteger(ms) && ms >= 0 && retryAfterS * 1000 >= ms
+  );
 }
 
 /**

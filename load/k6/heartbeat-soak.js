@@ -95,9 +95,17 @@ export default function () {
   };
 
   for (let n = 0; n < CONNS_PER_VU; n++) {
-    setTimeout(() => {
-      devices.push(new Device({ deviceId: deviceId("k6soak", vu, n), pongDelayMs: PONG_DELAY_MS, tags: { script: "heartbeat-soak" } }, handlers));
-    }, rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS));
+    setTimeout(
+      () => {
+        devices.push(
+          new Device(
+            { deviceId: deviceId("k6soak", vu, n), pongDelayMs: PONG_DELAY_MS, tags: { script: "heartbeat-soak" } },
+            handlers,
+          ),
+        );
+      },
+      rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS),
+    );
   }
   setTimeout(() => {
     for (const d of devices) d.close();

@@ -35,7 +35,9 @@ export function envNum(name, fallback, rule = {}) {
   const n = Number(v);
   const { min, int } = rule;
   if (!Number.isFinite(n) || (int === true && !Number.isInteger(n)) || (min !== undefined && n < min)) {
-    throw new Error(`${name}=${v}: expected ${int === true ? "an integer" : "a number"}${min !== undefined ? ` >= ${min}` : ""}`);
+    throw new Error(
+      `${name}=${v}: expected ${int === true ? "an integer" : "a number"}${min !== undefined ? ` >= ${min}` : ""}`,
+    );
   }
   return n;
 }
@@ -93,10 +95,14 @@ export function k6Duration(ms) {
 /** WebSocket endpoint, e.g. ws://gw.example:8080/ws (wss:// behind TLS). */
 export const GW_URL = envStr("GW_URL", "ws://127.0.0.1:8080/ws");
 if (!/^wss?:\/\/[^/?#]+/.test(GW_URL)) throw new Error(`GW_URL=${GW_URL}: expected ws://host:port/ws or wss://host/ws`);
-if (/[?&]encoding=(?!json(&|$))/.test(GW_URL)) throw new Error(`GW_URL=${GW_URL}: these scripts speak JSON only (encoding=json)`);
+if (/[?&]encoding=(?!json(&|$))/.test(GW_URL))
+  throw new Error(`GW_URL=${GW_URL}: these scripts speak JSON only (encoding=json)`);
 
 /** HTTP base for /readyz and /v1/events: BASE_URL, else GW_URL's scheme and host. */
-export const BASE_URL = envStr("BASE_URL", GW_URL.replace(/^ws/, "http").replace(/^(https?:\/\/[^/?#]+).*$/, "$1")).replace(/\/+$/, "");
+export const BASE_URL = envStr(
+  "BASE_URL",
+  GW_URL.replace(/^ws/, "http").replace(/^(https?:\/\/[^/?#]+).*$/, "$1"),
+).replace(/\/+$/, "");
 
 /** Shared token required in `connect` when the gateway has GATEWAY_TOKEN set (§3). */
 export const GATEWAY_TOKEN = envStr("GATEWAY_TOKEN", "");
@@ -218,7 +224,8 @@ export function pongFrame(seq) {
  * @param {unknown} ev @param {string} lastError
  */
 export function closeCodeOf(ev, lastError) {
-  if (typeof ev === "object" && ev !== null && "code" in ev && typeof ev.code === "number" && ev.code > 0) return ev.code;
+  if (typeof ev === "object" && ev !== null && "code" in ev && typeof ev.code === "number" && ev.code > 0)
+    return ev.code;
   const m = /\bclose (\d{4})\b/.exec(lastError);
   return m ? Number(m[1]) : 0;
 }
@@ -244,7 +251,20 @@ export const sessionsRefreshed = new Counter("sessions_refreshed");
 export const refreshLatency = new Trend("refresh_latency", true);
 
 /** Close codes of the contract (§9), for the per-code lines in the end-of-test summary. */
-export const CLOSE_CODES = ["1000", "1001", "1006", "1008", "1009", "1011", "4001", "4002", "4003", "4005", "4009", "unknown"];
+export const CLOSE_CODES = [
+  "1000",
+  "1001",
+  "1006",
+  "1008",
+  "1009",
+  "1011",
+  "4001",
+  "4002",
+  "4003",
+  "4005",
+  "4009",
+  "unknown",
+];
 
 /**
  * `count>=0` thresholds that never fail: they make k6 print one line per tag value in the
@@ -282,7 +302,9 @@ export function checkGatewayReady() {
   if (envBool("SKIP_READY_CHECK", false)) return;
   const res = http.get(`${BASE_URL}/readyz`, { tags: { name: "GET /readyz" } });
   if (res.status !== 200) {
-    throw new Error(`gateway not ready: GET ${BASE_URL}/readyz answered ${res.status} ${res.error} (set BASE_URL, or SKIP_READY_CHECK=1)`);
+    throw new Error(
+      `gateway not ready: GET ${BASE_URL}/readyz answered ${res.status} ${res.error} (set BASE_URL, or SKIP_READY_CHECK=1)`,
+    );
   }
 }
 

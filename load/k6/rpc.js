@@ -93,7 +93,15 @@ export const options = {
     rpc_failed: [`rate<${MAX_ERROR_RATE}`],
     rpc_shed: [`rate<${MAX_ERROR_RATE}`],
     rpc_ok: ["count>0"],
-    ...breakdown("rpc_errors", "code", ["RATE_LIMITED", "UNAVAILABLE", "INTERNAL", "METHOD_NOT_FOUND", "BAD_REQUEST", "TIMEOUT", "CLOSED"]),
+    ...breakdown("rpc_errors", "code", [
+      "RATE_LIMITED",
+      "UNAVAILABLE",
+      "INTERNAL",
+      "METHOD_NOT_FOUND",
+      "BAD_REQUEST",
+      "TIMEOUT",
+      "CLOSED",
+    ]),
     ...connectionThresholds(),
   },
   summaryTrendStats: SUMMARY_TREND_STATS,
@@ -208,7 +216,8 @@ export default function () {
         rpcFailed.add(false);
         if (CHECK_ECHO) {
           const p = f.payload;
-          if (typeof p !== "object" || p === null || !("n" in p) || p.n !== f.id) protocolErrors.add(1, { kind: "echo_mismatch" });
+          if (typeof p !== "object" || p === null || !("n" in p) || p.n !== f.id)
+            protocolErrors.add(1, { kind: "echo_mismatch" });
         }
       } else {
         failed(f.error?.code ?? "UNKNOWN");
@@ -224,8 +233,11 @@ export default function () {
   // slowest one must have given up.
   const deadline = setTimeout(start, RAMP_MS + CONNECT_TIMEOUT_MS + 1000);
   for (let n = 0; n < CONNS_PER_VU; n++) {
-    setTimeout(() => {
-      devices.push(new Device({ deviceId: deviceId("k6rpc", vu, n), tags: { script: "rpc" } }, handlers));
-    }, rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS));
+    setTimeout(
+      () => {
+        devices.push(new Device({ deviceId: deviceId("k6rpc", vu, n), tags: { script: "rpc" } }, handlers));
+      },
+      rampDelayMs(vu, VUS, n, CONNS_PER_VU, RAMP_MS),
+    );
   }
 }

@@ -14,7 +14,9 @@ export interface FlagSpec<V extends string, S extends string, R extends string> 
   repeatable?: readonly R[];
 }
 
-export type Flags<V extends string, S extends string = never, R extends string = never> = { readonly [K in V]?: string } & {
+export type Flags<V extends string, S extends string = never, R extends string = never> = {
+  readonly [K in V]?: string;
+} & {
   readonly [K in S]?: boolean;
 } & { readonly [K in R]?: readonly string[] };
 
@@ -26,15 +28,21 @@ export function parseFlags<V extends string, S extends string = never, R extends
 ): Flags<V, S, R> {
   const options: Record<string, OptionConfig> = {};
   for (const n of spec.values) options[n] = { type: "string" };
-  for (const n of spec.switches ?? []) options[n] = n === "help" ? { type: "boolean", short: "h" } : { type: "boolean" };
+  for (const n of spec.switches ?? [])
+    options[n] = n === "help" ? { type: "boolean", short: "h" } : { type: "boolean" };
   for (const n of spec.repeatable ?? []) options[n] = { type: "string", multiple: true };
   try {
     return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Flags<V, S, R>;
   } catch (e) {
     // parseArgs names the flag but not the ones it knows: add them, as the usage line would.
-    const unknown = (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? /'([^']+)'/.exec((e as Error).message) : null;
+    const unknown =
+      (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? /'([^']+)'/.exec((e as Error).message) : null;
     if (!unknown) throw e;
-    throw new Error(`unknown flag ${unknown[1]} (known: ${Object.keys(options).map((x) => `--${x}`).join(", ")})`);
+    throw new Error(
+      `unknown flag ${unknown[1]} (known: ${Object.keys(options)
+        .map((x) => `--${x}`)
+        .join(", ")})`,
+    );
   }
 }
 
@@ -45,11 +53,21 @@ function raw<F>(flags: F, name: ValueKey<F>): string | undefined {
   return flags[name] as string | undefined;
 }
 
-export function numFlag<F>(flags: F, name: ValueKey<F>, def: number, opts: { min?: number; integer?: boolean } = {}): number {
+export function numFlag<F>(
+  flags: F,
+  name: ValueKey<F>,
+  def: number,
+  opts: { min?: number; integer?: boolean } = {},
+): number {
   const text = raw(flags, name);
   if (text === undefined) return def;
   const v = Number(text);
-  if (text.trim() === "" || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) || (opts.min !== undefined && v < opts.min)) {
+  if (
+    text.trim() === "" ||
+    !Number.isFinite(v) ||
+    (opts.integer && !Number.isInteger(v)) ||
+    (opts.min !== undefined && v < opts.min)
+  ) {
     throw new Error(`--${name}: invalid value ${JSON.stringify(text)}`);
   }
   return v;

@@ -23,7 +23,13 @@ export function isReq(v: unknown): v is Req {
 /** `{deviceId, role}` of a connect request, or null when they are missing or malformed. */
 export function connectParams(params: unknown): { deviceId: string; role: string } | null {
   const p = params as { deviceId?: unknown; role?: unknown } | undefined;
-  if (typeof p?.deviceId !== "string" || !DEVICE_RE.test(p.deviceId) || typeof p.role !== "string" || !ROLE_RE.test(p.role)) return null;
+  if (
+    typeof p?.deviceId !== "string" ||
+    !DEVICE_RE.test(p.deviceId) ||
+    typeof p.role !== "string" ||
+    !ROLE_RE.test(p.role)
+  )
+    return null;
   return { deviceId: p.deviceId, role: p.role };
 }
 
@@ -51,7 +57,11 @@ export function helloFrame(id: Id, h: HelloFields): string {
       sessionToken: h.sessionToken,
       sessionExpiresAt: h.sessionExpiresAt,
       heartbeat: { intervalMs: h.heartbeatMs, timeoutMs: h.heartbeatMs * 2 },
-      limits: { maxPayloadBytes: h.maxPayloadBytes, rpc: { max: 60, windowMs: 60_000 }, agentRun: { max: 10, windowMs: 60_000 } },
+      limits: {
+        maxPayloadBytes: h.maxPayloadBytes,
+        rpc: { max: 60, windowMs: 60_000 },
+        agentRun: { max: 10, windowMs: 60_000 },
+      },
     },
   });
 }
@@ -67,7 +77,13 @@ export function newSessionId(): Buffer {
  * base64url([1][sessionId 12 B][generation u32][expiresAt u64]) "." base64url(HMAC-SHA256(secret,
  * body ‖ "\n" ‖ deviceId)) — the gateway's token layout, so the per-token work is the same.
  */
-export function sessionToken(secret: string, sessionId: Buffer, generation: number, expiresAt: number, deviceId: string): string {
+export function sessionToken(
+  secret: string,
+  sessionId: Buffer,
+  generation: number,
+  expiresAt: number,
+  deviceId: string,
+): string {
   const body = Buffer.allocUnsafe(BODY_BYTES);
   body[0] = 1;
   sessionId.copy(body, 1);

@@ -55,7 +55,10 @@ export function startChild(cmd: string, args: string[], env: Record<string, stri
     opts.nofile === undefined
       ? [cmd, args]
       : ["/bin/sh", ["-c", 'ulimit -Sn "$0" 2>/dev/null; exec "$@"', String(opts.nofile), cmd, ...args]];
-  const child = spawn(file, argv, { env: { ...process.env, ...env }, stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe"] });
+  const child = spawn(file, argv, {
+    env: { ...process.env, ...env },
+    stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+  });
   live.add(child);
   let out = "";
   const keep = (d: Buffer): void => {
@@ -99,8 +102,12 @@ export async function stopChild(p: Child, graceMs = 3000): Promise<void> {
 /** Soft and hard RLIMIT_NOFILE of processes this one spawns (from `sh -c ulimit`); Infinity = unlimited. */
 export function fdLimits(): { soft: number; hard: number } {
   const r = spawnSync("/bin/sh", ["-c", "ulimit -Sn; ulimit -Hn"], { encoding: "utf8" });
-  const [soft, hard] = (r.stdout ?? "").trim().split(/\s+/).map((v) => (v === "unlimited" ? Infinity : Number(v)));
-  const ok = (v: number | undefined): v is number => v !== undefined && (v === Infinity || (Number.isInteger(v) && v > 0));
+  const [soft, hard] = (r.stdout ?? "")
+    .trim()
+    .split(/\s+/)
+    .map((v) => (v === "unlimited" ? Infinity : Number(v)));
+  const ok = (v: number | undefined): v is number =>
+    v !== undefined && (v === Infinity || (Number.isInteger(v) && v > 0));
   return ok(soft) && ok(hard) ? { soft, hard } : { soft: 1024, hard: 1024 };
 }
 

@@ -59,14 +59,14 @@ export function upgradeRequest(host: string, port: number, path: string): Upgrad
       "\r\n",
     "latin1",
   );
-  const expectedAccept = createHash("sha1").update(key + WS_GUID).digest("base64");
+  const expectedAccept = createHash("sha1")
+    .update(key + WS_GUID)
+    .digest("base64");
   return { request, expectedAccept };
 }
 
 export type UpgradeParse =
-  | { state: "partial" }
-  | { state: "ok"; rest: Buffer }
-  | { state: "refused"; statusLine: string; head: string };
+  { state: "partial" } | { state: "ok"; rest: Buffer } | { state: "refused"; statusLine: string; head: string };
 
 /** Parses the server's answer to the upgrade request once `buf` holds the whole header block. */
 export function parseUpgradeResponse(buf: Buffer, expectedAccept: string): UpgradeParse {
@@ -79,7 +79,8 @@ export function parseUpgradeResponse(buf: Buffer, expectedAccept: string): Upgra
   const statusLine = head.slice(0, head.indexOf("\r\n") >>> 0);
   if (!/^HTTP\/1\.1 101\b/.test(statusLine)) return { state: "refused", statusLine, head };
   const m = /\r\nsec-websocket-accept:\s*(\S+)/i.exec(head);
-  if (!m || m[1] !== expectedAccept) return { state: "refused", statusLine: `${statusLine} (bad Sec-WebSocket-Accept)`, head };
+  if (!m || m[1] !== expectedAccept)
+    return { state: "refused", statusLine: `${statusLine} (bad Sec-WebSocket-Accept)`, head };
   return { state: "ok", rest: buf.subarray(end + 4) };
 }
 
@@ -157,7 +158,8 @@ export class FrameCounter {
         // control frame: wait until it is complete, then hand it over whole
         if (len - i < h + plen) break;
         const payload = Buffer.from(c.subarray(i + h, i + h + plen));
-        if (masked) for (let k = 0; k < plen; k++) payload[k] = (payload[k] as number) ^ (c[maskAt + (k & 3)] as number);
+        if (masked)
+          for (let k = 0; k < plen; k++) payload[k] = (payload[k] as number) ^ (c[maskAt + (k & 3)] as number);
         i += h + plen;
         this.sink.onControl(op, payload);
         continue;

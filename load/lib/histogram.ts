@@ -126,5 +126,5 @@ function valueOf(i: number): number {
   const k = Math.floor((i - LINEAR) / SUB) + 10;
   const shift = k - 9;
   const sub = ((i - LINEAR) % SUB) + SUB;
-  return ((sub + 1) * 2 ** shift) - 1;
+  return (sub + 1) * 2 ** shift - 1;
 }

@@ -57,7 +57,12 @@ export function probeUpgrade(host: string, port: number, path: string, timeoutMs
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `probe` every `intervalMs` until it returns true; false on timeout or when `abort()` says so. */
-export async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, abort: () => boolean, intervalMs = 100): Promise<boolean> {
+export async function waitUntil(
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  abort: () => boolean,
+  intervalMs = 100,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (abort()) return false;

@@ -160,7 +160,16 @@ export function readMachineCpu(): { busyTicks: number; totalTicks: number } | nu
       // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
       const f = (/^cpu\s+(.*)$/m.exec(s)?.[1] ?? "").trim().split(/\s+/).map(Number);
       if (f.length < 8 || f.some((v) => !Number.isFinite(v))) return null;
-      const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+      const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
       const busyTicks = user + nice + system + irq + softirq + steal;
       return { busyTicks, totalTicks: busyTicks + idle + iowait };
     },

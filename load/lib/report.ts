@@ -60,7 +60,22 @@ export function aggregate(runs: RunRecord[], servers: string[], modes: LoadMode[
       const good = all.filter((r) => r.ok && r.client && r.perRpcUs);
       if (good.length === 0) {
         const err = all.find((r) => r.error)?.error ?? "not run";
-        rows.push({ server, mode, ok: false, error: err, runs: 0, rps: 0, p50: 0, p99: 0, total: 0, main: 0, other: 0, serverCores: 0, clientCores: 0, keptUp: false });
+        rows.push({
+          server,
+          mode,
+          ok: false,
+          error: err,
+          runs: 0,
+          rps: 0,
+          p50: 0,
+          p99: 0,
+          total: 0,
+          main: 0,
+          other: 0,
+          serverCores: 0,
+          clientCores: 0,
+          keptUp: false,
+        });
         continue;
       }
       const pick = (f: (r: RunRecord) => number): number => median(good.map(f));
@@ -88,7 +103,8 @@ export const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 /** 3 significant-ish digits for µs figures. */
 export const us = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 /** `a / b` as "1.23×", or "–" when there is no baseline. */
-export const ratio = (a: number, b: number | undefined): string => (b === undefined || b <= 0 ? "–" : `${(a / b).toFixed(2)}×`);
+export const ratio = (a: number, b: number | undefined): string =>
+  b === undefined || b <= 0 ? "–" : `${(a / b).toFixed(2)}×`;
 
 export interface MachineMeta {
   date: string;
@@ -168,7 +184,8 @@ export function renderThreads(runs: RunRecord[]): string {
   const out: string[] = [];
   for (const r of runs) {
     if (!r.ok || !r.cpu || !r.client) continue;
-    const wake = r.cpu.runs === null ? "" : `, ${(r.cpu.runs / Math.max(1, r.client.replies)).toFixed(3)} thread wake-ups/RPC`;
+    const wake =
+      r.cpu.runs === null ? "" : `, ${(r.cpu.runs / Math.max(1, r.client.replies)).toFixed(3)} thread wake-ups/RPC`;
     const rss = r.rss ? `, RSS ${(r.rss.rssKb / 1024).toFixed(0)} MiB (peak ${(r.rss.hwmKb / 1024).toFixed(0)})` : "";
     out.push(
       `- ${r.server} ${r.mode}${r.attempt > 0 ? ` #${r.attempt + 1}` : ""}: ${threadBreakdown(r.cpu)}${wake}${rss}; ` +

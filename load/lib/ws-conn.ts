@@ -5,7 +5,17 @@
 // parsed and handed over, and the close code when the connection ends.
 import net from "node:net";
 import { performance } from "node:perf_hooks";
-import { closeOf, FrameCounter, maskedFrame, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, parseUpgradeResponse, upgradeRequest } from "./frames.js";
+import {
+  closeOf,
+  FrameCounter,
+  maskedFrame,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  parseUpgradeResponse,
+  upgradeRequest,
+} from "./frames.js";
 
 export type JsonFrame = Record<string, unknown>;
 
@@ -55,14 +65,20 @@ export class WsConn {
   private head: Buffer = Buffer.alloc(0);
   private timer: NodeJS.Timeout | null;
 
-  constructor(private readonly opts: WsConnOptions, private readonly h: WsConnHandlers) {
+  constructor(
+    private readonly opts: WsConnOptions,
+    private readonly h: WsConnHandlers,
+  ) {
     const { request, expectedAccept } = upgradeRequest(opts.host, opts.port, opts.path);
     this.frames = new FrameCounter({
       onControl: (op, payload) => this.onControl(op, payload),
       onSample: () => {},
       onData: (op, payload, fin) => this.onData(op, payload, fin),
     });
-    this.timer = setTimeout(() => this.fail(this.where(), "TIMEOUT", `not ready after ${opts.timeoutMs} ms`), opts.timeoutMs);
+    this.timer = setTimeout(
+      () => this.fail(this.where(), "TIMEOUT", `not ready after ${opts.timeoutMs} ms`),
+      opts.timeoutMs,
+    );
     this.sock = net.connect({ host: opts.host, port: opts.port, noDelay: true });
     this.sock.on("connect", () => {
       this.state = "upgrading";
@@ -134,7 +150,9 @@ export class WsConn {
       if (this.opts.connect === undefined) {
         this.becomeReady({});
       } else {
-        this.sock.write(maskedFrame(JSON.stringify({ type: "req", id: 0, method: "connect", params: this.opts.connect })));
+        this.sock.write(
+          maskedFrame(JSON.stringify({ type: "req", id: 0, method: "connect", params: this.opts.connect })),
+        );
       }
       chunk = r.rest;
       if (chunk.length === 0) return;

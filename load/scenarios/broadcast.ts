@@ -67,14 +67,18 @@ export function broadcastSlice(ctx: SliceContext): SliceDriver {
             onReady: (hello) => {
               rec.sample("hello", () => JSON.stringify(hello));
               if (viaConnect) return subscribed();
-              s.ws.send(JSON.stringify({ type: "req", id: 1, method: "events.subscribe", params: { agentIds: [agentId] } }));
+              s.ws.send(
+                JSON.stringify({ type: "req", id: 1, method: "events.subscribe", params: { agentIds: [agentId] } }),
+              );
             },
             onFail: failInto(rec, settled),
             onFrame: (f) => {
               if (f.type === "event") return onEvent(s, f);
               if (f.type !== "res" || f.id !== 1 || s.counted) return;
               if (f.ok === true) return subscribed();
-              rec.error(`subscribe:${(f.error as { code?: string } | undefined)?.code ?? "UNKNOWN"}`, () => JSON.stringify(f));
+              rec.error(`subscribe:${(f.error as { code?: string } | undefined)?.code ?? "UNKNOWN"}`, () =>
+                JSON.stringify(f),
+              );
               s.ws.destroy();
               settled();
             },
@@ -101,7 +105,12 @@ export function broadcastSlice(ctx: SliceContext): SliceDriver {
         const owed = subs.filter((s) => s.counted);
         rec.count("expectedDeliveries", expected * owed.length);
         const missing = owed.reduce((m, s) => m + Math.max(0, (expected as number) - s.unique), 0);
-        if (missing > 0) rec.error("event:MISSING", `${missing} deliveries missing (accepted ${expected} events × ${owed.length} subscribers)`, missing);
+        if (missing > 0)
+          rec.error(
+            "event:MISSING",
+            `${missing} deliveries missing (accepted ${expected} events × ${owed.length} subscribers)`,
+            missing,
+          );
       }
       for (const s of subs) s.ws.destroy();
     },
@@ -120,18 +129,28 @@ export class Publisher {
   private wake: (() => void) | null = null;
   private cancel = (): void => {};
 
-  constructor(private readonly cfg: ClientConfig, private readonly rec: Recorder, private readonly maxInflight = 256) {
+  constructor(
+    private readonly cfg: ClientConfig,
+    private readonly rec: Recorder,
+    private readonly maxInflight = 256,
+  ) {
     this.agentId = agentOf(cfg);
     this.pad = padding(cfg.payloadBytes);
   }
 
   start(startAt: number, endAt: number): void {
-    this.cancel = arrivals(this.cfg.rate, startAt, endAt, (k) => {
-      for (let i = 0; i < k; i++) this.publish();
-    }, () => {
-      this.ended = true;
-      this.check();
-    });
+    this.cancel = arrivals(
+      this.cfg.rate,
+      startAt,
+      endAt,
+      (k) => {
+        for (let i = 0; i < k; i++) this.publish();
+      },
+      () => {
+        this.ended = true;
+        this.check();
+      },
+    );
   }
 
   /** Resolves with the number of accepted events once the window ended and every POST was answered (or after `timeoutMs`). */
@@ -183,7 +202,11 @@ export class Publisher {
         method: "POST",
         agent: this.agent,
         timeout: 10_000,
-        headers: { authorization: `Bearer ${this.cfg.adminToken ?? ""}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+        headers: {
+          authorization: `Bearer ${this.cfg.adminToken ?? ""}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        },
       },
       (res) => {
         let text = "";

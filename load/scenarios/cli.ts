@@ -41,7 +41,16 @@ export interface Options {
   connectTimeoutSec: number;
 }
 
-type ScenarioFlag = "conns" | "rate" | "max-inflight" | "payload-bytes" | "admin-token" | "subscribe-via" | "publish-url" | "hold" | "heartbeat-sec";
+type ScenarioFlag =
+  | "conns"
+  | "rate"
+  | "max-inflight"
+  | "payload-bytes"
+  | "admin-token"
+  | "subscribe-via"
+  | "publish-url"
+  | "hold"
+  | "heartbeat-sec";
 
 interface ScenarioFlags {
   about: string;
@@ -59,7 +68,8 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
     rate: 1000,
   },
   broadcast: {
-    about: "--conns subscribers, a publisher POSTing /v1/events at --rate events/s: publish→receive latency, deliveries/s, missing/duplicates",
+    about:
+      "--conns subscribers, a publisher POSTing /v1/events at --rate events/s: publish→receive latency, deliveries/s, missing/duplicates",
     flags: ["conns", "rate", "admin-token", "subscribe-via", "payload-bytes", "publish-url"],
     conns: 100,
     rate: 50,
@@ -78,7 +88,17 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
   },
 };
 
-const COMMON = ["duration", "url", "threads", "token", "out", "gateway", "workers", "connect-timeout", "connect-concurrency"] as const;
+const COMMON = [
+  "duration",
+  "url",
+  "threads",
+  "token",
+  "out",
+  "gateway",
+  "workers",
+  "connect-timeout",
+  "connect-concurrency",
+] as const;
 type RunnerFlags = Flags<(typeof COMMON)[number] | ScenarioFlag, "help", "gateway-env">;
 /** Flags that only make sense for the gateway the runner starts itself. */
 const SELF_STARTED_ONLY = ["gateway", "gateway-env", "workers", "heartbeat-sec"] as const;
@@ -123,7 +143,10 @@ export function parseDuration(name: string, raw: string, allowZero = false): num
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
   const unit = { ms: 0.001, s: 1, m: 60, h: 3600 }[(m?.[2] ?? "s") as "ms" | "s" | "m" | "h"];
   const v = m ? Number(m[1]) * unit : NaN;
-  if (!Number.isFinite(v) || v < 0 || (v === 0 && !allowZero) || v > 86400) throw new UsageError(`--${name}: expected a duration like 10, 10s, 500ms or 2m (at most 24h), got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(v) || v < 0 || (v === 0 && !allowZero) || v > 86400)
+    throw new UsageError(
+      `--${name}: expected a duration like 10, 10s, 500ms or 2m (at most 24h), got ${JSON.stringify(raw)}`,
+    );
   return v;
 }
 
@@ -136,12 +159,16 @@ export function parseTarget(raw: string): Target {
     throw new UsageError(`--url: not a URL: ${JSON.stringify(raw)} (expected ws://host:port/ws)`);
   }
   if (u.protocol === "wss:" || u.protocol === "https:") {
-    throw new UsageError("--url: TLS (wss://) is not supported by the raw-TCP client; point it at the gateway's plain port (ws://)");
+    throw new UsageError(
+      "--url: TLS (wss://) is not supported by the raw-TCP client; point it at the gateway's plain port (ws://)",
+    );
   }
-  if (u.protocol !== "ws:" && u.protocol !== "http:") throw new UsageError(`--url: expected ws://host:port/ws, got ${JSON.stringify(raw)}`);
+  if (u.protocol !== "ws:" && u.protocol !== "http:")
+    throw new UsageError(`--url: expected ws://host:port/ws, got ${JSON.stringify(raw)}`);
   if (u.username || u.password) throw new UsageError("--url: credentials in the URL are not supported (use --token)");
   const enc = u.searchParams.get("encoding");
-  if (enc !== null && enc !== "json") throw new UsageError(`--url: only encoding=json is supported, got encoding=${enc}`);
+  if (enc !== null && enc !== "json")
+    throw new UsageError(`--url: only encoding=json is supported, got encoding=${enc}`);
   if (enc === null) u.searchParams.set("encoding", "json");
   const path = u.pathname === "/" || u.pathname === "" ? "/ws" : u.pathname;
   const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
@@ -160,12 +187,19 @@ function gatewayEnvOf(pairs: readonly string[]): Record<string, string> {
   return env;
 }
 
-function num(flags: RunnerFlags, name: ValueKey<RunnerFlags>, def: number, opts: { min?: number; max?: number; integer?: boolean }): number {
+function num(
+  flags: RunnerFlags,
+  name: ValueKey<RunnerFlags>,
+  def: number,
+  opts: { min?: number; max?: number; integer?: boolean },
+): number {
   let v: number;
   try {
     v = numFlag(flags, name, def, opts);
   } catch (e) {
-    throw new UsageError(`${(e as Error).message}: expected ${opts.integer ? "an integer" : "a number"}${opts.min !== undefined ? ` ≥ ${opts.min}` : ""}${opts.max !== undefined ? ` and ≤ ${opts.max}` : ""}`);
+    throw new UsageError(
+      `${(e as Error).message}: expected ${opts.integer ? "an integer" : "a number"}${opts.min !== undefined ? ` ≥ ${opts.min}` : ""}${opts.max !== undefined ? ` and ≤ ${opts.max}` : ""}`,
+    );
   }
   if (opts.max !== undefined && v > opts.max) throw new UsageError(`--${name}: ${v} is above the maximum ${opts.max}`);
   return v;
@@ -199,21 +233,31 @@ export function parseOptions(
   const target = url === undefined ? null : parseTarget(url);
   if (target) {
     const bad = SELF_STARTED_ONLY.filter((f) => flags[f] !== undefined);
-    if (bad.length > 0) throw new UsageError(`${bad.map((f) => `--${f}`).join(", ")}: only for the self-started gateway, not with --url`);
+    if (bad.length > 0)
+      throw new UsageError(`${bad.map((f) => `--${f}`).join(", ")}: only for the self-started gateway, not with --url`);
   }
   const publishUrl = flags["publish-url"];
-  if (publishUrl !== undefined && !target) throw new UsageError("--publish-url needs --url (subscribers on --url, publisher on --publish-url)");
+  if (publishUrl !== undefined && !target)
+    throw new UsageError("--publish-url needs --url (subscribers on --url, publisher on --publish-url)");
   const publishTarget = publishUrl === undefined ? null : parseTarget(publishUrl);
-  const conns = spec.flags.includes("conns") ? num(flags, "conns", spec.conns, { min: 1, max: 1_000_000, integer: true }) : 0;
+  const conns = spec.flags.includes("conns")
+    ? num(flags, "conns", spec.conns, { min: 1, max: 1_000_000, integer: true })
+    : 0;
   const rate = spec.flags.includes("rate") ? num(flags, "rate", spec.rate, { min: 0.1, max: 1_000_000 }) : 0;
   const threads = num(flags, "threads", 1, { min: 1, max: 64, integer: true });
-  if (conns > 0 && threads > conns) throw new UsageError(`--threads ${threads} is more than --conns ${conns}: each thread needs at least one connection`);
+  if (conns > 0 && threads > conns)
+    throw new UsageError(
+      `--threads ${threads} is more than --conns ${conns}: each thread needs at least one connection`,
+    );
   const adminToken = flags["admin-token"] ?? env.ADMIN_TOKEN ?? null;
   if (name === "broadcast" && target && !adminToken) {
-    throw new UsageError("broadcast against --url needs the gateway's ADMIN_TOKEN: pass --admin-token or set ADMIN_TOKEN");
+    throw new UsageError(
+      "broadcast against --url needs the gateway's ADMIN_TOKEN: pass --admin-token or set ADMIN_TOKEN",
+    );
   }
   const via = strFlag(flags, "subscribe-via", "mixed");
-  if (via !== "connect" && via !== "subscribe" && via !== "mixed") throw new UsageError(`--subscribe-via: expected connect, subscribe or mixed, got ${JSON.stringify(via)}`);
+  if (via !== "connect" && via !== "subscribe" && via !== "mixed")
+    throw new UsageError(`--subscribe-via: expected connect, subscribe or mixed, got ${JSON.stringify(via)}`);
   for (const v of [flags.token, flags["admin-token"]]) {
     if (v !== undefined && v.length === 0) throw new UsageError("tokens must not be empty");
   }

@@ -12,7 +12,16 @@ import { connectStormSlice } from "./connect-storm.js";
 import { heartbeatSoakSlice } from "./heartbeat-soak.js";
 import { mergeData, Recorder, wallMs, type RecorderData } from "./recorder.js";
 import { rpcSlice } from "./rpc.js";
-import type { ClientConfig, ClientLine, FromSlice, ScenarioName, SliceContext, SliceDriver, SliceSpec, ToSlice } from "./types.js";
+import type {
+  ClientConfig,
+  ClientLine,
+  FromSlice,
+  ScenarioName,
+  SliceContext,
+  SliceDriver,
+  SliceSpec,
+  ToSlice,
+} from "./types.js";
 
 const DRIVERS: Record<ScenarioName, (ctx: SliceContext) => SliceDriver> = {
   rpc: rpcSlice,
@@ -39,7 +48,10 @@ export function sliceThreadMain(): void {
   const given = workerData as { cfg: ClientConfig; spec: SliceSpec };
   const spec = given.spec;
   // --connect-concurrency is for the whole client: each thread gets its share
-  const cfg = { ...given.cfg, connectConcurrency: Math.max(1, Math.ceil(given.cfg.connectConcurrency / given.cfg.threads)) };
+  const cfg = {
+    ...given.cfg,
+    connectConcurrency: Math.max(1, Math.ceil(given.cfg.connectConcurrency / given.cfg.threads)),
+  };
   const rec = new Recorder();
   const driver = DRIVERS[cfg.scenario]({ ...spec, cfg, rec });
   const post = (m: FromSlice): void => port.postMessage(m);
@@ -119,7 +131,8 @@ export async function clientProcessMain(cfg: ClientConfig, entry: URL): Promise<
   // 1. connect (every connection settles within its own timeout)
   const rounds = Math.ceil(Math.max(1, cfg.conns) / cfg.connectConcurrency);
   let error: string | null = null;
-  if (!(await all("connected", rounds * (cfg.connectTimeoutSec + 5) * 1000 + 10_000))) error = fatal ?? "connecting did not finish in time";
+  if (!(await all("connected", rounds * (cfg.connectTimeoutSec + 5) * 1000 + 10_000)))
+    error = fatal ?? "connecting did not finish in time";
   const up = slices("connected").reduce((s, m) => s + m.up, 0);
   const connectSec = (performance.now() - t0) / 1000;
   emit({ event: "connected", up, connectSec });
@@ -163,7 +176,16 @@ export async function clientProcessMain(cfg: ClientConfig, entry: URL): Promise<
   tell({ type: "finish" });
   if (!(await all("result", 15_000))) error ??= fatal ?? "a thread sent no result";
   const data: RecorderData = mergeData([publisherRec.data(), ...slices("result").map((m) => m.data)]);
-  emit({ event: "result", ok: error === null, ...(error !== null ? { error } : {}), up, connectSec, measuredSec, clientCpuSec, data });
+  emit({
+    event: "result",
+    ok: error === null,
+    ...(error !== null ? { error } : {}),
+    up,
+    connectSec,
+    measuredSec,
+    clientCpuSec,
+    data,
+  });
   await Promise.all(workers.map((w) => w.terminate()));
   process.exit(error === null ? 0 : 1);
 }

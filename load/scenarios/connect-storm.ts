@@ -33,7 +33,8 @@ export function connectStormSlice(ctx: SliceContext): SliceDriver {
       onRefused: (status, retryAfterSec) => {
         if (status !== 429) return;
         rec.count("refused429");
-        if (retryAfterSec === null) return rec.error("upgrade:429_WITHOUT_RETRY_AFTER", "429 without a Retry-After header");
+        if (retryAfterSec === null)
+          return rec.error("upgrade:429_WITHOUT_RETRY_AFTER", "429 without a Retry-After header");
         rec.count("retryAfter");
         rec.latency(retryAfterSec * 1e6, "retryAfter");
       },
@@ -66,15 +67,26 @@ export function connectStormSlice(ctx: SliceContext): SliceDriver {
     connect: async () => 0,
     start(startAt, endAt) {
       sending = true;
-      cancel = arrivals(ctx.rate, startAt, endAt, (k) => {
-        for (let i = 0; i < k; i++) attempt();
-      }, () => (sending = false));
+      cancel = arrivals(
+        ctx.rate,
+        startAt,
+        endAt,
+        (k) => {
+          for (let i = 0; i < k; i++) attempt();
+        },
+        () => (sending = false),
+      );
     },
     idle: () => !sending && inflight === 0,
     finish() {
       stopped = true;
       cancel();
-      if (inflight > 0) rec.error("handshake:UNFINISHED", `${inflight} handshakes still in progress ${cfg.drainSec} s after the window`, inflight);
+      if (inflight > 0)
+        rec.error(
+          "handshake:UNFINISHED",
+          `${inflight} handshakes still in progress ${cfg.drainSec} s after the window`,
+          inflight,
+        );
       for (const ws of open) ws.destroy();
     },
   };

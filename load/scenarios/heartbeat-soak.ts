@@ -47,7 +47,8 @@ export function heartbeatSoakSlice(ctx: SliceContext): SliceDriver {
       c.pongAt = -1;
       rec.sample("refresh", () => JSON.stringify(f));
       const token = (f.payload as { sessionToken?: unknown } | undefined)?.sessionToken;
-      if (typeof token !== "string" || token === c.token) rec.error("refresh:TOKEN_NOT_ROTATED", () => JSON.stringify(f));
+      if (typeof token !== "string" || token === c.token)
+        rec.error("refresh:TOKEN_NOT_ROTATED", () => JSON.stringify(f));
       else c.token = token;
     } else {
       rec.count("otherFrames");

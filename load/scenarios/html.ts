@@ -69,10 +69,22 @@ function histogramOption(r: ReportInput): Record<string, unknown> | null {
   const bins = latencyBins(r.histogram);
   const s = Histogram.from(r.histogram).summary();
   return {
-    title: { text: r.latencyTitle, subtext: `${s.count.toLocaleString("en-US")} samples — p50 ${fmtUs(s.p50)}, p90 ${fmtUs(s.p90)}, p99 ${fmtUs(s.p99)}, max ${fmtUs(s.max)}`, left: "center", textStyle: { fontSize: 14 } },
+    title: {
+      text: r.latencyTitle,
+      subtext: `${s.count.toLocaleString("en-US")} samples — p50 ${fmtUs(s.p50)}, p90 ${fmtUs(s.p90)}, p99 ${fmtUs(s.p99)}, max ${fmtUs(s.max)}`,
+      left: "center",
+      textStyle: { fontSize: 14 },
+    },
     grid: { left: 70, right: 30, top: 70, bottom: 70 },
     tooltip: {},
-    xAxis: { type: "category", name: "latency ≤", nameLocation: "middle", nameGap: 50, data: bins.map(([us]) => fmtUs(us)), axisLabel: { rotate: 45, fontSize: 10 } },
+    xAxis: {
+      type: "category",
+      name: "latency ≤",
+      nameLocation: "middle",
+      nameGap: 50,
+      data: bins.map(([us]) => fmtUs(us)),
+      axisLabel: { rotate: 45, fontSize: 10 },
+    },
     yAxis: { type: "value", name: "samples" },
     series: [{ type: "bar", data: bins.map(([, c]) => c), itemStyle: { color: "#5470c6" }, barCategoryGap: "10%" }],
   };
@@ -82,12 +94,29 @@ function throughputOption(r: ReportInput): Record<string, unknown> {
   // the seconds of the window (what arrives in the drain after it is in the totals, not drawn)
   const len = Math.max(1, Math.ceil(r.windowSec - 0.05));
   const x = Array.from({ length: len }, (_, i) => String(i + 1));
-  const pad = <T>(v: T[], fill: T): T[] => [...v, ...new Array<T>(Math.max(0, len - v.length)).fill(fill)].slice(0, len);
+  const pad = <T>(v: T[], fill: T): T[] =>
+    [...v, ...new Array<T>(Math.max(0, len - v.length)).fill(fill)].slice(0, len);
   const hasLatency = r.latencyBySec.p50.some((v) => v !== null);
-  const series: Array<Record<string, unknown>> = r.throughput.map(([name, v]) => ({ type: "line", name, data: pad(v, 0), showSymbol: len <= 60, yAxisIndex: 0 }));
+  const series: Array<Record<string, unknown>> = r.throughput.map(([name, v]) => ({
+    type: "line",
+    name,
+    data: pad(v, 0),
+    showSymbol: len <= 60,
+    yAxisIndex: 0,
+  }));
   if (hasLatency) {
-    for (const [name, v] of [["latency p50 (ms)", r.latencyBySec.p50], ["latency p99 (ms)", r.latencyBySec.p99]] as const) {
-      series.push({ type: "line", name, data: pad(v, null), showSymbol: len <= 60, yAxisIndex: 1, lineStyle: { type: "dashed" } });
+    for (const [name, v] of [
+      ["latency p50 (ms)", r.latencyBySec.p50],
+      ["latency p99 (ms)", r.latencyBySec.p99],
+    ] as const) {
+      series.push({
+        type: "line",
+        name,
+        data: pad(v, null),
+        showSymbol: len <= 60,
+        yAxisIndex: 1,
+        lineStyle: { type: "dashed" },
+      });
     }
   }
   return {
@@ -96,7 +125,10 @@ function throughputOption(r: ReportInput): Record<string, unknown> {
     grid: { left: 70, right: hasLatency ? 70 : 30, top: 60, bottom: 75 },
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", name: "second of the window", nameLocation: "middle", nameGap: 28, data: x },
-    yAxis: [{ type: "value", name: "per second" }, ...(hasLatency ? [{ type: "value", name: "ms", splitLine: { show: false } }] : [])],
+    yAxis: [
+      { type: "value", name: "per second" },
+      ...(hasLatency ? [{ type: "value", name: "ms", splitLine: { show: false } }] : []),
+    ],
     series,
   };
 }
@@ -116,7 +148,13 @@ export function renderHtml(r: ReportInput): string {
   ];
   const errors = Object.entries(r.errors).sort((a, b) => b[1] - a[1]);
   const fmtParam = (v: unknown): string =>
-    typeof v === "string" ? v : v !== null && typeof v === "object" ? Object.entries(v).map(([k, x]) => `${k}=${String(x)}`).join(" ") : JSON.stringify(v);
+    typeof v === "string"
+      ? v
+      : v !== null && typeof v === "object"
+        ? Object.entries(v)
+            .map(([k, x]) => `${k}=${String(x)}`)
+            .join(" ")
+        : JSON.stringify(v);
   const m = r.machine;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -127,23 +165,38 @@ export function renderHtml(r: ReportInput): string {
 <h2>Summary</h2>
 ${table(r.summary, ["metric", "value"])}
 <h2>Errors by code</h2>
-${errors.length === 0 ? "<p>None.</p>" : table(errors.map(([k, n]) => [k, n.toLocaleString("en-US")]), ["code", "count"])}
+${
+  errors.length === 0
+    ? "<p>None.</p>"
+    : table(
+        errors.map(([k, n]) => [k, n.toLocaleString("en-US")]),
+        ["code", "count"],
+      )
+}
 ${charts.join("\n")}
 <h2>Parameters</h2>
-${table(Object.entries(r.parameters).map(([k, v]) => [k, fmtParam(v)]), ["parameter", "value"])}
-<h2>Machine</h2>
 ${table(
-  [
-    ["date", m.date],
-    ["CPU", `${m.cpuModel} × ${m.cores} cores`],
-    ["platform", m.platform],
-    ["Node", m.node],
-    ["load average at start", m.loadAvgAtStart.join(" ")],
-  ],
-
+  Object.entries(r.parameters).map(([k, v]) => [k, fmtParam(v)]),
+  ["parameter", "value"],
 )}
+<h2>Machine</h2>
+${table([
+  ["date", m.date],
+  ["CPU", `${m.cpuModel} × ${m.cores} cores`],
+  ["platform", m.platform],
+  ["Node", m.node],
+  ["load average at start", m.loadAvgAtStart.join(" ")],
+])}
 <h2>Sample frames</h2>
-${Object.keys(r.samples).length === 0 ? "<p>None.</p>" : `<pre>${esc(Object.entries(r.samples).map(([k, v]) => `${k}: ${v}`).join("\n"))}</pre>`}
+${
+  Object.keys(r.samples).length === 0
+    ? "<p>None.</p>"
+    : `<pre>${esc(
+        Object.entries(r.samples)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join("\n"),
+      )}</pre>`
+}
 </body></html>
 `;
 }

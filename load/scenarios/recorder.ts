@@ -114,7 +114,9 @@ export class Recorder {
     if (this.secHistAt >= 0 && this.secHist.count > 0) {
       while (this.latencyBySec.length <= this.secHistAt) this.latencyBySec.push(null);
       const prev = this.latencyBySec[this.secHistAt];
-      this.latencyBySec[this.secHistAt] = prev ? Histogram.from(prev, this.secHist.toData()).toData() : this.secHist.toData();
+      this.latencyBySec[this.secHistAt] = prev
+        ? Histogram.from(prev, this.secHist.toData()).toData()
+        : this.secHist.toData();
     }
     this.secHist.reset();
     this.secHistAt = next;
@@ -127,7 +129,15 @@ function addInto(into: Record<string, number>, from: Record<string, number>): vo
 
 /** Sums the data of several slices (and the publisher) into one. */
 export function mergeData(parts: RecorderData[]): RecorderData {
-  const out: RecorderData = { counters: {}, setup: {}, errors: {}, hists: {}, series: {}, latencyBySec: [], samples: {} };
+  const out: RecorderData = {
+    counters: {},
+    setup: {},
+    errors: {},
+    hists: {},
+    series: {},
+    latencyBySec: [],
+    samples: {},
+  };
   const hists = new Map<string, Histogram>();
   for (const p of parts) {
     addInto(out.counters, p.counters);

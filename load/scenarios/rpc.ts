@@ -35,7 +35,8 @@ export function rpcSlice(ctx: SliceContext): SliceDriver {
     rec.count("replies");
     rec.latency((performance.now() - sentAt) * 1000);
     if (f.ok === true) {
-      if ((f.payload as { n?: unknown } | undefined)?.n !== id) rec.error("rpc:BAD_ECHO", () => `request ${id} answered with ${JSON.stringify(f)}`);
+      if ((f.payload as { n?: unknown } | undefined)?.n !== id)
+        rec.error("rpc:BAD_ECHO", () => `request ${id} answered with ${JSON.stringify(f)}`);
       rec.count("ok");
       rec.sample("reply", () => JSON.stringify(f));
     } else {
@@ -77,7 +78,12 @@ export function rpcSlice(ctx: SliceContext): SliceDriver {
               live = live.filter((x) => x !== c);
               if (stopped) return;
               countClose(rec, code, reason, `connection ${ctx.from + i}`);
-              if (c.inflight.size > 0) rec.error("rpc:LOST", `${c.inflight.size} requests outstanding when connection ${ctx.from + i} closed`, c.inflight.size);
+              if (c.inflight.size > 0)
+                rec.error(
+                  "rpc:LOST",
+                  `${c.inflight.size} requests outstanding when connection ${ctx.from + i} closed`,
+                  c.inflight.size,
+                );
               c.inflight.clear();
             },
           }),
@@ -96,7 +102,8 @@ export function rpcSlice(ctx: SliceContext): SliceDriver {
       stopped = true;
       cancel();
       const left = outstanding();
-      if (left > 0) rec.error("rpc:TIMEOUT", `${left} requests without a reply ${cfg.drainSec} s after the window`, left);
+      if (left > 0)
+        rec.error("rpc:TIMEOUT", `${left} requests without a reply ${cfg.drainSec} s after the window`, left);
       for (const c of conns) c.ws.destroy();
     },
   };

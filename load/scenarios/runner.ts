@@ -65,7 +65,8 @@ interface Gateway {
 }
 
 async function startGateway(o: Options, adminToken: string, nofile: number | undefined): Promise<Gateway> {
-  if (!existsSync(o.gateway)) throw new Error(`${o.gateway} not found: run \`npm run build\` first (\`npm run load\` does), or pass --gateway`);
+  if (!existsSync(o.gateway))
+    throw new Error(`${o.gateway} not found: run \`npm run build\` first (\`npm run load\` does), or pass --gateway`);
   const port = await freePort(HOST);
   const env: Record<string, string> = {
     HOST,
@@ -83,9 +84,15 @@ async function startGateway(o: Options, adminToken: string, nofile: number | und
     ...o.gatewayEnv,
   };
   const child = startChild(process.execPath, [o.gateway], env, nofile === undefined ? {} : { nofile });
-  const up = await waitUntil(async () => (await httpStatus(HOST, port, "/readyz")) === 200, 30_000, () => !child.isAlive());
+  const up = await waitUntil(
+    async () => (await httpStatus(HOST, port, "/readyz")) === 200,
+    30_000,
+    () => !child.isAlive(),
+  );
   if (!up) {
-    const why = child.isAlive() ? "not ready within 30 s" : `exited during start-up (${JSON.stringify(await child.exited)})`;
+    const why = child.isAlive()
+      ? "not ready within 30 s"
+      : `exited during start-up (${JSON.stringify(await child.exited)})`;
     await stopChild(child, 1000);
     throw new Error(`gateway ${why}:\n${child.output().trim()}`);
   }
@@ -132,9 +139,14 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const fd = fdLimits();
   let o: Options | null;
   try {
-    o = parseOptions(argv, process.env, process.cwd(), { outDir: join(root, "load", "results"), gateway: join(root, "dist", "main.js") });
+    o = parseOptions(argv, process.env, process.cwd(), {
+      outDir: join(root, "load", "results"),
+      gateway: join(root, "dist", "main.js"),
+    });
     if (o && o.conns + FD_RESERVE > fd.hard) {
-      throw new UsageError(`--conns ${o.conns} needs more file descriptors than the hard limit (ulimit -Hn ${fd.hard}) minus ${FD_RESERVE} allows`);
+      throw new UsageError(
+        `--conns ${o.conns} needs more file descriptors than the hard limit (ulimit -Hn ${fd.hard}) minus ${FD_RESERVE} allows`,
+      );
     }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
@@ -167,7 +179,9 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const port = opts.target?.port ?? (gateway as Gateway).port;
   const wsPath = opts.target?.wsPath ?? "/ws?encoding=json";
   const url = opts.target?.url ?? `ws://${HOST}:${port}${wsPath}`;
-  log(`${opts.scenario} against ${url}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`);
+  log(
+    `${opts.scenario} against ${url}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`,
+  );
 
   const cfg: ClientConfig = {
     scenario: opts.scenario,
@@ -192,7 +206,12 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
     drainSec: 3,
   };
   // the config (tokens included) goes in the environment, not on the command line `ps` shows
-  const client = startChild(process.execPath, [entryFile, "__client"], { [CLIENT_CONFIG_ENV]: JSON.stringify(cfg) }, nofile === undefined ? { readStdout: true } : { readStdout: true, nofile });
+  const client = startChild(
+    process.execPath,
+    [entryFile, "__client"],
+    { [CLIENT_CONFIG_ENV]: JSON.stringify(cfg) },
+    nofile === undefined ? { readStdout: true } : { readStdout: true, nofile },
+  );
   // filled in by the client's lines (an object, so that the callbacks' writes are seen below)
   const got: {
     result: Extract<ClientLine, { event: "result" }> | null;
@@ -222,7 +241,11 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
       got.result = m;
     }
   });
-  const budgetMs = (Math.ceil(Math.max(1, opts.conns) / opts.connectConcurrency) * (opts.connectTimeoutSec + 5) + opts.durationSec + 60) * 1000;
+  const budgetMs =
+    (Math.ceil(Math.max(1, opts.conns) / opts.connectConcurrency) * (opts.connectTimeoutSec + 5) +
+      opts.durationSec +
+      60) *
+    1000;
   const killer = setTimeout(() => {
     log("the client did not finish in time: killing it");
     client.child.kill("SIGKILL");
@@ -230,13 +253,26 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const exit = await client.exited;
   await Promise.race([client.closed, sleep(2000)]);
   clearTimeout(killer);
-  const gatewayDied = gateway !== null && !gateway.child.isAlive() ? `the gateway exited during the run (${JSON.stringify(await gateway.child.exited)}):\n${gateway.child.output().trim()}` : null;
+  const gatewayDied =
+    gateway !== null && !gateway.child.isAlive()
+      ? `the gateway exited during the run (${JSON.stringify(await gateway.child.exited)}):\n${gateway.child.output().trim()}`
+      : null;
   if (gateway) await stopChild(gateway.child, 5000);
   const finishedAt = new Date().toISOString();
 
   const res = got.result;
-  const data: RecorderData = res?.data ?? { counters: {}, setup: {}, errors: {}, hists: {}, series: {}, latencyBySec: [], samples: {} };
-  const error = gatewayDied ?? (res ? res.error : `the client produced no result (exit ${JSON.stringify(exit)}):\n${client.output().trim()}`);
+  const data: RecorderData = res?.data ?? {
+    counters: {},
+    setup: {},
+    errors: {},
+    hists: {},
+    series: {},
+    latencyBySec: [],
+    samples: {},
+  };
+  const error =
+    gatewayDied ??
+    (res ? res.error : `the client produced no result (exit ${JSON.stringify(exit)}):\n${client.output().trim()}`);
   const measuredSec = res?.measuredSec ?? 0;
   const gcpu = gpid !== undefined && got.cpu0 && got.cpu1 ? diffCpu(gpid, got.cpu0, got.cpu1) : null;
   const resources = {
@@ -250,7 +286,12 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const latencies: Record<string, LatencySummary> = {};
   for (const [k, d] of Object.entries(data.hists)) latencies[k] = Histogram.from(d).summary();
   const target = gateway
-    ? { url, selfStarted: true, gateway: relative(root, opts.gateway), env: mask(Object.fromEntries(Object.entries(gateway.env).filter(([k]) => k !== "HOST" && k !== "PORT"))) }
+    ? {
+        url,
+        selfStarted: true,
+        gateway: relative(root, opts.gateway),
+        env: mask(Object.fromEntries(Object.entries(gateway.env).filter(([k]) => k !== "HOST" && k !== "PORT"))),
+      }
     : { url, selfStarted: false };
   const run: RunResult = {
     tool: "ws-gateway load runner",
@@ -266,7 +307,12 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
     connectSec: res?.connectSec ?? 0,
     measuredSec,
     throughput: { ...spec.throughput, perSec: view.perSec(spec.throughput.counter) },
-    latency: { what: spec.latency, unit: "µs", summary: latencies.latency ?? null, histogram: data.hists.latency ?? null },
+    latency: {
+      what: spec.latency,
+      unit: "µs",
+      summary: latencies.latency ?? null,
+      histogram: data.hists.latency ?? null,
+    },
     latencies,
     counters: data.counters,
     setupCounters: data.setup,
@@ -280,12 +326,16 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
 
   // ---- print and write ------------------------------------------------------------------------
   const targetLine = gateway
-    ? `self-started \`${target.gateway}\` on ${HOST}:${port} (${Object.entries(target.env ?? {}).map(([k, v]) => `${k}=${v}`).join(" ")})`
+    ? `self-started \`${target.gateway}\` on ${HOST}:${port} (${Object.entries(target.env ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ")})`
     : `existing gateway ${url}`;
   let md = `## Load run: ${opts.scenario} — ${meta.date}\n\n`;
   md += machineLine(meta);
   md += `- target: ${targetLine}\n`;
-  md += `- parameters: ${Object.entries(run.parameters).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")}\n`;
+  md += `- parameters: ${Object.entries(run.parameters)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(", ")}\n`;
   if (error !== undefined) md += `- **FAILED**: ${error}\n`;
   md += "\n| metric | value |\n| --- | --- |\n";
   md += rows.map(([k, v]) => `| ${k} | ${v.replace(/\|/g, "\\|")} |`).join("\n") + "\n";

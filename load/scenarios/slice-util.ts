@@ -8,7 +8,11 @@ import type { ClientConfig } from "./types.js";
  * Calls `open(i, settled)` for i in [0, count) with at most `concurrency` not yet settled;
  * `open` must call `settled` once the connection is ready or failed. Resolves when all settled.
  */
-export function openAll(count: number, concurrency: number, open: (i: number, settled: () => void) => void): Promise<void> {
+export function openAll(
+  count: number,
+  concurrency: number,
+  open: (i: number, settled: () => void) => void,
+): Promise<void> {
   return new Promise((resolve) => {
     if (count <= 0) return resolve();
     let next = 0;
@@ -57,7 +61,13 @@ export function countClose(rec: Recorder, code: number | null, reason: string, w
  * number of arrivals due at `rate`/s since the start (catch-up: a late tick fires what it missed),
  * then `onEnd()`. Returns a cancel function.
  */
-export function arrivals(rate: number, startAt: number, endAt: number, fire: (n: number) => void, onEnd: () => void): () => void {
+export function arrivals(
+  rate: number,
+  startAt: number,
+  endAt: number,
+  fire: (n: number) => void,
+  onEnd: () => void,
+): () => void {
   let scheduled = 0;
   let iv: NodeJS.Timeout | null = null;
   const total = Math.floor((rate * (endAt - startAt)) / 1000);
@@ -73,10 +83,13 @@ export function arrivals(rate: number, startAt: number, endAt: number, fire: (n:
       onEnd();
     }
   };
-  const first = setTimeout(() => {
-    iv = setInterval(tick, 1);
-    tick();
-  }, Math.max(0, startAt - wallMs()));
+  const first = setTimeout(
+    () => {
+      iv = setInterval(tick, 1);
+      tick();
+    },
+    Math.max(0, startAt - wallMs()),
+  );
   const cancel = (): void => {
     clearTimeout(first);
     if (iv) clearInterval(iv);
@@ -93,10 +106,13 @@ export function everySecond(startAt: number, endAt: number, fn: (k: number) => v
     if (k < seconds) fn(k++);
     else cancel();
   };
-  const first = setTimeout(() => {
-    iv = setInterval(tick, 1000);
-    tick();
-  }, Math.max(0, startAt - wallMs() + 50));
+  const first = setTimeout(
+    () => {
+      iv = setInterval(tick, 1000);
+      tick();
+    },
+    Math.max(0, startAt - wallMs() + 50),
+  );
   const cancel = (): void => {
     clearTimeout(first);
     if (iv) clearInterval(iv);

@@ -81,9 +81,7 @@ export type FromSlice =
 
 // ---- messages: client process → worker thread --------------------------------------------------
 export type ToSlice =
-  | { type: "start"; startAt: number; endAt: number }
-  | { type: "expect"; accepted: number }
-  | { type: "finish" };
+  { type: "start"; startAt: number; endAt: number } | { type: "expect"; accepted: number } | { type: "finish" };
 
 // ---- lines: client process → runner (stdout, one JSON object per line) ------------------------
 export type ClientLine =

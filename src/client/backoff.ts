@@ -6,7 +6,8 @@ export { backoffCeiling, fullJitterDelay, type BackoffOptions } from "../shared/
 
 /** Checks backoff options; throws a RangeError naming the bad field. */
 export function validateBackoff(opts: BackoffOptions): void {
-  if (!Number.isFinite(opts.baseDelayMs) || opts.baseDelayMs < 0) throw new RangeError("reconnect.baseDelayMs must be a finite number ≥ 0");
+  if (!Number.isFinite(opts.baseDelayMs) || opts.baseDelayMs < 0)
+    throw new RangeError("reconnect.baseDelayMs must be a finite number ≥ 0");
   if (!(opts.maxDelayMs >= opts.baseDelayMs && opts.maxDelayMs <= 2 ** 31 - 1)) {
     throw new RangeError("reconnect.maxDelayMs must be a number in baseDelayMs..2^31-1 (setTimeout's limit)");
   }

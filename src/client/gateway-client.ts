@@ -100,7 +100,8 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
    * not retried; reconnecting starts once a connection has opened.
    */
   async connect(params: ConnectParams): Promise<Hello> {
-    if (this._state !== "idle" && this._state !== "closed") throw new Error(`GatewayClient: connect() while ${this._state}`);
+    if (this._state !== "idle" && this._state !== "closed")
+      throw new Error(`GatewayClient: connect() while ${this._state}`);
     const v = validateConnectParams(params);
     if (typeof v === "string") throw new GatewayRequestError(ErrorCode.BAD_REQUEST, v, { method: "connect" });
     this.session.begin(params, v.agentIds, v.resumeToken);
@@ -108,7 +109,8 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
     const gen = this.generation;
     try {
       const { hello, resumed } = await this.handshake(gen);
-      if (gen !== this.generation) throw new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" });
+      if (gen !== this.generation)
+        throw new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" });
       this.opened(hello, resumed, false);
       return hello;
     } catch (e) {
@@ -196,12 +198,18 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
   /** One socket: open it, send connect, resolve the hello. On failure the socket is gone. */
   private async openOnce(gen: number, resumeToken: string | undefined): Promise<Hello> {
     const WS = this.opts.WebSocket ?? (await this.loadWebSocket());
-    if (gen !== this.generation) throw new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" });
+    if (gen !== this.generation)
+      throw new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" });
     const ws = openSocket(WS, this.opts.url);
     return new Promise<Hello>((resolve, reject) => {
       const conn = newConnection(ws, this.requests.newId(), resumeToken);
       const timer = setTimeout(() => {
-        this.failHandshake(conn, new GatewayRequestError(ClientErrorCode.TIMEOUT, `no hello within ${this.opts.connectTimeoutMs} ms`, { method: "connect" }));
+        this.failHandshake(
+          conn,
+          new GatewayRequestError(ClientErrorCode.TIMEOUT, `no hello within ${this.opts.connectTimeoutMs} ms`, {
+            method: "connect",
+          }),
+        );
       }, this.opts.connectTimeoutMs);
       conn.handshake = { resolve, reject, timer };
       this.conn = conn;
@@ -305,7 +313,14 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
   private onSocketClose(conn: Connection, code: number, reason: string): void {
     markClosed(conn);
     if (conn.handshake) {
-      this.failHandshake(conn, new GatewayRequestError(ClientErrorCode.DISCONNECTED, `connection closed before the hello (${code}${reason ? ` ${reason}` : ""})`, { method: "connect", closeCode: code }));
+      this.failHandshake(
+        conn,
+        new GatewayRequestError(
+          ClientErrorCode.DISCONNECTED,
+          `connection closed before the hello (${code}${reason ? ` ${reason}` : ""})`,
+          { method: "connect", closeCode: code },
+        ),
+      );
       return;
     }
     if (this.conn !== conn) return;
@@ -348,7 +363,10 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
       if (gen !== this.generation || this._state !== "reconnecting") return;
       const err = e as GatewayRequestError;
       if (isFinalConnectError(err)) {
-        this.giveUp(err.closeCode ?? (err.code === ErrorCode.UNAUTHORIZED ? CloseCode.UNAUTHORIZED : CloseCode.HANDSHAKE), err.message);
+        this.giveUp(
+          err.closeCode ?? (err.code === ErrorCode.UNAUTHORIZED ? CloseCode.UNAUTHORIZED : CloseCode.HANDSHAKE),
+          err.message,
+        );
         return;
       }
       this.scheduleReconnect(err.closeCode ?? 1006, err.message);
@@ -368,7 +386,11 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
     const conn = this.conn;
     this.conn = undefined;
     if (conn) {
-      if (conn.handshake) this.failHandshake(conn, new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" }));
+      if (conn.handshake)
+        this.failHandshake(
+          conn,
+          new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" }),
+        );
       else void this.shutSocket(conn, 1000, "client closed");
     }
     this.requests.rejectInflight(1000, "client closed");
@@ -378,7 +400,10 @@ export class GatewayClientBase<E extends object = Record<never, never>> {
   /** Closes a socket (failing its handshake first, if still pending); resolves when it is closed. */
   private shutSocket(conn: Connection, code: number, reason: string): Promise<void> {
     if (conn.handshake) {
-      this.failHandshake(conn, new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" }));
+      this.failHandshake(
+        conn,
+        new GatewayRequestError(ClientErrorCode.DISCONNECTED, "client closed", { method: "connect" }),
+      );
     }
     return closeSocket(conn, code, reason);
   }

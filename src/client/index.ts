@@ -16,7 +16,9 @@ async function loadNodeWebSocket(): Promise<WebSocketConstructor> {
   } catch (e) {
     const g = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (g) return g;
-    throw new Error(`GatewayClient: the "ws" package is needed in Node without a global WebSocket (npm install ws), or pass options.WebSocket (${(e as Error)?.message ?? String(e)})`);
+    throw new Error(
+      `GatewayClient: the "ws" package is needed in Node without a global WebSocket (npm install ws), or pass options.WebSocket (${(e as Error)?.message ?? String(e)})`,
+    );
   }
 }
 

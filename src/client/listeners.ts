@@ -28,7 +28,10 @@ export class Listeners {
         (h as EventHandler<unknown>)(payload, meta);
       } catch (e) {
         if (event !== "error" && this.byEvent.has("error")) this.emit("error", e, { event: "error" });
-        else queueMicrotask(() => { throw e; }); // reported like any uncaught exception
+        else
+          queueMicrotask(() => {
+            throw e;
+          }); // reported like any uncaught exception
       }
     }
   }

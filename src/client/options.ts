@@ -37,7 +37,8 @@ export interface ResolvedOptions {
 export function resolveOptions(options: GatewayClientOptions): ResolvedOptions {
   if (typeof options?.url !== "string") throw new TypeError("GatewayClient: options.url is required");
   const encoding = options.encoding ?? "json";
-  if (encoding !== "json" && encoding !== "msgpack") throw new TypeError('GatewayClient: encoding must be "json" or "msgpack"');
+  if (encoding !== "json" && encoding !== "msgpack")
+    throw new TypeError('GatewayClient: encoding must be "json" or "msgpack"');
   const u = new URL(options.url);
   u.searchParams.set("encoding", encoding);
   const requestTimeoutMs = positive(options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs, "requestTimeoutMs");
@@ -75,6 +76,7 @@ function positive(v: number, name: string): number {
 
 export function checkRetry(r: RateLimitRetryOptions | false): RateLimitRetryOptions | false {
   if (r === false) return false;
-  if (!Number.isInteger(r.maxRetries) || r.maxRetries < 0) throw new RangeError("retryRateLimited.maxRetries must be an integer ≥ 0");
+  if (!Number.isInteger(r.maxRetries) || r.maxRetries < 0)
+    throw new RangeError("retryRateLimited.maxRetries must be an integer ≥ 0");
   return r;
 }

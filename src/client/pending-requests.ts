@@ -55,7 +55,13 @@ export class RequestTable {
   request(method: string, params: unknown, options: RequestOptions): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
       if (typeof method !== "string" || method.length === 0 || method.length > MAX_METHOD_LENGTH) {
-        reject(new GatewayRequestError(ErrorCode.BAD_REQUEST, `method must be a string of 1..${MAX_METHOD_LENGTH} characters`, { method }));
+        reject(
+          new GatewayRequestError(
+            ErrorCode.BAD_REQUEST,
+            `method must be a string of 1..${MAX_METHOD_LENGTH} characters`,
+            { method },
+          ),
+        );
         return;
       }
       if (method === "connect") {
@@ -68,7 +74,8 @@ export class RequestTable {
         return;
       }
       const timeoutMs = Math.min(options.timeoutMs ?? this.opts.requestTimeoutMs, MAX_TIMER_MS);
-      const retry = options.retryRateLimited === undefined ? this.opts.rateLimitRetry : checkRetry(options.retryRateLimited);
+      const retry =
+        options.retryRateLimited === undefined ? this.opts.rateLimitRetry : checkRetry(options.retryRateLimited);
       this.start(method, params, timeoutMs, retry, resolve, reject);
     });
   }
@@ -83,7 +90,14 @@ export class RequestTable {
   }
 
   /** Sends the request now (open), queues it (connecting) or rejects it; arms its deadline. */
-  private start(method: string, params: unknown, timeoutMs: number, retry: RateLimitRetryOptions | false, resolve: (v: unknown) => void, reject: (e: GatewayRequestError) => void): void {
+  private start(
+    method: string,
+    params: unknown,
+    timeoutMs: number,
+    retry: RateLimitRetryOptions | false,
+    resolve: (v: unknown) => void,
+    reject: (e: GatewayRequestError) => void,
+  ): void {
     const p: PendingRequest = {
       method,
       params,
@@ -103,7 +117,14 @@ export class RequestTable {
     p.deadlineTimer = setTimeout(() => {
       p.deadlineTimer = undefined;
       const sent = p.wireId !== undefined;
-      this.settle(p, new GatewayRequestError(ClientErrorCode.TIMEOUT, `${method}: no response within ${timeoutMs} ms${sent ? "" : " (never sent)"}`, { method }));
+      this.settle(
+        p,
+        new GatewayRequestError(
+          ClientErrorCode.TIMEOUT,
+          `${method}: no response within ${timeoutMs} ms${sent ? "" : " (never sent)"}`,
+          { method },
+        ),
+      );
     }, timeoutMs);
   }
 
@@ -151,18 +172,35 @@ export class RequestTable {
       return false;
     }
     const id = this.nextId++;
-    const frame = p.params === undefined ? { type: "req", id, method: p.method } : { type: "req", id, method: p.method, params: p.params };
+    const frame =
+      p.params === undefined
+        ? { type: "req", id, method: p.method }
+        : { type: "req", id, method: p.method, params: p.params };
     let data: string | Uint8Array;
     try {
       data = this.link.encode(frame);
     } catch (e) {
-      this.settle(p, new GatewayRequestError(ErrorCode.BAD_REQUEST, `${p.method}: params cannot be encoded: ${(e as Error)?.message ?? String(e)}`, { method: p.method }));
+      this.settle(
+        p,
+        new GatewayRequestError(
+          ErrorCode.BAD_REQUEST,
+          `${p.method}: params cannot be encoded: ${(e as Error)?.message ?? String(e)}`,
+          { method: p.method },
+        ),
+      );
       return false;
     }
     const max = this.link.maxPayloadBytes();
     if (typeof max === "number" && byteLength(data, max) > max) {
       // The server would close the connection with 1009; refuse it here instead.
-      this.settle(p, new GatewayRequestError(ErrorCode.PAYLOAD_TOO_LARGE, `${p.method}: request frame exceeds maxPayloadBytes (${max})`, { method: p.method }));
+      this.settle(
+        p,
+        new GatewayRequestError(
+          ErrorCode.PAYLOAD_TOO_LARGE,
+          `${p.method}: request frame exceeds maxPayloadBytes (${max})`,
+          { method: p.method },
+        ),
+      );
       return false;
     }
     p.wireId = id;
@@ -174,11 +212,23 @@ export class RequestTable {
   private enqueue(p: PendingRequest): boolean {
     const state = this.link.state();
     if (state === "idle" || state === "closed") {
-      this.settle(p, new GatewayRequestError(ClientErrorCode.NOT_CONNECTED, `${p.method}: not connected (${state})`, { method: p.method }));
+      this.settle(
+        p,
+        new GatewayRequestError(ClientErrorCode.NOT_CONNECTED, `${p.method}: not connected (${state})`, {
+          method: p.method,
+        }),
+      );
       return false;
     }
     if (this.queue.length >= this.maxQueued) {
-      this.settle(p, new GatewayRequestError(ClientErrorCode.NOT_CONNECTED, `${p.method}: not connected and the request queue is full (${this.maxQueued})`, { method: p.method }));
+      this.settle(
+        p,
+        new GatewayRequestError(
+          ClientErrorCode.NOT_CONNECTED,
+          `${p.method}: not connected and the request queue is full (${this.maxQueued})`,
+          { method: p.method },
+        ),
+      );
       return false;
     }
     this.queue.push(p);
@@ -202,14 +252,24 @@ export class RequestTable {
   /** The connection closed: every request in flight fails with DISCONNECTED. */
   rejectInflight(closeCode: number, reason: string): void {
     for (const p of [...this.inflight.values()]) {
-      this.settle(p, new GatewayRequestError(ClientErrorCode.DISCONNECTED, `${p.method}: connection closed (${closeCode}${reason ? ` ${reason}` : ""}) before the response`, { method: p.method, closeCode }));
+      this.settle(
+        p,
+        new GatewayRequestError(
+          ClientErrorCode.DISCONNECTED,
+          `${p.method}: connection closed (${closeCode}${reason ? ` ${reason}` : ""}) before the response`,
+          { method: p.method, closeCode },
+        ),
+      );
     }
   }
 
   /** The client stopped: queued and waiting requests fail with NOT_CONNECTED. */
   rejectUnsent(why: string): void {
     for (const p of [...this.queue, ...this.waiting]) {
-      this.settle(p, new GatewayRequestError(ClientErrorCode.NOT_CONNECTED, `${p.method}: ${why}`, { method: p.method }));
+      this.settle(
+        p,
+        new GatewayRequestError(ClientErrorCode.NOT_CONNECTED, `${p.method}: ${why}`, { method: p.method }),
+      );
     }
   }
 }

@@ -15,11 +15,18 @@ export const NO_RECONNECT_CLOSE_CODES: ReadonlySet<number> = new Set([
   CloseCode.POLICY_VIOLATION, // 1008: the server judged this client abusive
 ]);
 /** Connect errors after which reconnecting is pointless (the same params would fail again). */
-const NO_RECONNECT_CONNECT_ERRORS: ReadonlySet<string> = new Set([ErrorCode.UNAUTHORIZED, ErrorCode.BAD_REQUEST, ErrorCode.FORBIDDEN]);
+const NO_RECONNECT_CONNECT_ERRORS: ReadonlySet<string> = new Set([
+  ErrorCode.UNAUTHORIZED,
+  ErrorCode.BAD_REQUEST,
+  ErrorCode.FORBIDDEN,
+]);
 
 /** True when a failed reconnect must not be retried. */
 export function isFinalConnectError(err: GatewayRequestError): boolean {
-  return (err.fromServer && NO_RECONNECT_CONNECT_ERRORS.has(err.code)) || (err.closeCode !== undefined && NO_RECONNECT_CLOSE_CODES.has(err.closeCode));
+  return (
+    (err.fromServer && NO_RECONNECT_CONNECT_ERRORS.has(err.code)) ||
+    (err.closeCode !== undefined && NO_RECONNECT_CLOSE_CODES.has(err.closeCode))
+  );
 }
 
 export class ReconnectTimer {

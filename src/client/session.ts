@@ -67,6 +67,7 @@ export class ClientSession {
 
   /** A request succeeded: subscribe/unsubscribe answer with the connection's agent set. */
   onSuccess(method: string, payload: unknown): void {
-    if ((method === "events.subscribe" || method === "events.unsubscribe") && isAgentSet(payload)) this.agentIds = [...payload.agentIds];
+    if ((method === "events.subscribe" || method === "events.unsubscribe") && isAgentSet(payload))
+      this.agentIds = [...payload.agentIds];
   }
 }

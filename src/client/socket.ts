@@ -26,14 +26,27 @@ export function openSocket(WS: WebSocketConstructor, url: string): WebSocketLike
   try {
     ws = new WS(url);
   } catch (e) {
-    throw new GatewayRequestError(ClientErrorCode.DISCONNECTED, `cannot open ${url}: ${(e as Error)?.message ?? String(e)}`, { method: "connect" });
+    throw new GatewayRequestError(
+      ClientErrorCode.DISCONNECTED,
+      `cannot open ${url}: ${(e as Error)?.message ?? String(e)}`,
+      { method: "connect" },
+    );
   }
   ws.binaryType = "arraybuffer";
   return ws;
 }
 
 export function newConnection(ws: WebSocketLike, connectId: number, resumeToken: string | undefined): Connection {
-  return { ws, connectId, hello: undefined, handshake: undefined, resumeToken, lastFrameAt: Date.now(), closed: false, onClosed: [] };
+  return {
+    ws,
+    connectId,
+    hello: undefined,
+    handshake: undefined,
+    resumeToken,
+    lastFrameAt: Date.now(),
+    closed: false,
+    onClosed: [],
+  };
 }
 
 /** The socket's close event fired (or it was dropped): settle everyone waiting for it. */

@@ -55,7 +55,15 @@ export interface LifecycleEventMap {
   error: unknown;
 }
 
-export const LIFECYCLE_EVENTS: ReadonlySet<string> = new Set(["open", "close", "reconnecting", "resumed", "ping", "error", "*"]);
+export const LIFECYCLE_EVENTS: ReadonlySet<string> = new Set([
+  "open",
+  "close",
+  "reconnecting",
+  "resumed",
+  "ping",
+  "error",
+  "*",
+]);
 
 /** What a listener gets besides the payload. */
 export interface EventMeta {
@@ -68,7 +76,9 @@ export type EventHandler<P> = (payload: P, meta: EventMeta) => void;
 
 /** Every event a GatewayClient<E> can emit: server events, lifecycle events and the user's own
  *  map E (event name → payload type), plus "*" for every server event. */
-export type ClientEventMap<E extends object> = Omit<ServerEventMap, keyof E> & Omit<E, keyof LifecycleEventMap | "*"> & LifecycleEventMap & { "*": unknown };
+export type ClientEventMap<E extends object> = Omit<ServerEventMap, keyof E> &
+  Omit<E, keyof LifecycleEventMap | "*"> &
+  LifecycleEventMap & { "*": unknown };
 
 /** Reconnect policy; `false` turns reconnecting off. */
 export interface ReconnectOptions {

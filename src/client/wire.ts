@@ -28,14 +28,24 @@ export function encodeFrame(encoding: Encoding, frame: unknown): string | Uint8A
 
 export function decodeFrame(encoding: Encoding, data: unknown): unknown {
   if (typeof data === "string") return JSON.parse(data);
-  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+  const bytes =
+    data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : ArrayBuffer.isView(data)
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        : undefined;
   if (!bytes) throw new Error("unexpected message data type");
   return encoding === "json" ? JSON.parse(utf8.decode(bytes)) : unpackMsgpack(bytes);
 }
 
 /** The error of a failed response, as a GatewayRequestError with the server's code. */
 export function serverError(body: unknown, method: string): GatewayRequestError {
-  const b = (typeof body === "object" && body !== null ? body : {}) as { code?: unknown; message?: unknown; retryAfterMs?: unknown; details?: unknown };
+  const b = (typeof body === "object" && body !== null ? body : {}) as {
+    code?: unknown;
+    message?: unknown;
+    retryAfterMs?: unknown;
+    details?: unknown;
+  };
   const code = (typeof b.code === "string" ? b.code : ErrorCode.INTERNAL) as GatewayErrorCode;
   const message = typeof b.message === "string" ? b.message : code;
   return new GatewayRequestError(code, `${method}: ${message}`, {

@@ -42,8 +42,12 @@ export class GatewayError extends Error {
 }
 
 export function isGatewayError(e: unknown): e is GatewayError {
-  return e instanceof GatewayError ||
-    (typeof e === "object" && e !== null && (e as { name?: unknown }).name === "GatewayError" &&
+  return (
+    e instanceof GatewayError ||
+    (typeof e === "object" &&
+      e !== null &&
+      (e as { name?: unknown }).name === "GatewayError" &&
       typeof (e as { code?: unknown }).code === "string" &&
-      Object.values(ErrorCode).includes((e as { code: ErrorCode }).code));
+      Object.values(ErrorCode).includes((e as { code: ErrorCode }).code))
+  );
 }

@@ -77,7 +77,8 @@ export function validateClientFrame(v: unknown): ClientFrame | BadFrame {
   }
   if (v.type === "pong") {
     const seq = v.seq;
-    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return bad(null, "pong.seq must be a non-negative integer");
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0)
+      return bad(null, "pong.seq must be a non-negative integer");
     return v as unknown as PongFrame;
   }
   const id = isRequestId(v.id) ? v.id : null;
@@ -145,7 +146,11 @@ export function validateConnectParams(p: unknown): ConnectParams | string {
   }
   let resumeToken: string | undefined;
   if (p.resume !== undefined) {
-    if (!isPlainObject(p.resume) || typeof p.resume.sessionToken !== "string" || p.resume.sessionToken.length > MAX_TOKEN_LENGTH) {
+    if (
+      !isPlainObject(p.resume) ||
+      typeof p.resume.sessionToken !== "string" ||
+      p.resume.sessionToken.length > MAX_TOKEN_LENGTH
+    ) {
       return "params.resume must be {sessionToken: string}";
     }
     resumeToken = p.resume.sessionToken;

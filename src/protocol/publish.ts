@@ -52,7 +52,8 @@ export function validatePublish(body: unknown): PublishRequest | string {
     const agentId = own(f, "agentId");
     const role = own(f, "role");
     if (agentId !== undefined) {
-      if (typeof agentId !== "string" || !AGENT_ID_RE.test(agentId)) return "filter.agentId must be 1..128 chars of [A-Za-z0-9._:-]";
+      if (typeof agentId !== "string" || !AGENT_ID_RE.test(agentId))
+        return "filter.agentId must be 1..128 chars of [A-Za-z0-9._:-]";
       filter.agentId = agentId;
     }
     if (role !== undefined) {

@@ -168,7 +168,7 @@ export class TrustedProxies {
     const a = unmap(addr);
     if (isV4(a)) {
       const n = v4ToUint32(a);
-      for (const [net, mask] of this.#v4) if (((n & mask) >>> 0) === net) return true;
+      for (const [net, mask] of this.#v4) if ((n & mask) >>> 0 === net) return true;
       return false;
     }
     for (const r of this.#v6) if (a.match(r.net, r.bits)) return true;

@@ -71,7 +71,14 @@ export function sendFrame(ws: Socket, d: ConnData, frame: unknown): void {
   ws.send(encodeFrame(frame, d.encoding), d.encoding === Encoding.MSGPACK);
 }
 
-export function replyError(ws: Socket, d: ConnData, id: RequestId | null, code: ErrorCode, message: string, retryAfterMs?: number): void {
+export function replyError(
+  ws: Socket,
+  d: ConnData,
+  id: RequestId | null,
+  code: ErrorCode,
+  message: string,
+  retryAfterMs?: number,
+): void {
   const error = retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs };
   sendFrame(ws, d, { type: "res", id, ok: false, error });
 }

@@ -27,7 +27,11 @@ export class CoordinatorThread {
   /** Starts the thread; resolves once it is ready for socket workers to attach. */
   async start(): Promise<void> {
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(COORDINATOR_URL, { workerData: { config: this.config, control: port2 }, transferList: [port2], name: "coordinator" });
+    const worker = new Worker(COORDINATOR_URL, {
+      workerData: { config: this.config, control: port2 },
+      transferList: [port2],
+      name: "coordinator",
+    });
     this.worker = worker;
     this.remote = Comlink.wrap<CoordinatorApi>(port1 as unknown as Comlink.Endpoint);
     worker.on("error", (err) => this.log.error({ err }, "broadcast coordinator crashed"));

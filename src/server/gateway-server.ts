@@ -92,7 +92,10 @@ export class GatewayServer implements MainCounters {
         this.port = uWS.us_socket_local_port(ls);
         const every = Math.max(20, Math.min(1000, Math.floor(this.config.handshakeTimeoutMs / 10)));
         this.handshakeSweep = setInterval(() => this.inbound.sweepHandshakes(), every);
-        this.slowSweep = setInterval(() => this.outbound.sweepSlowConsumers(), Math.min(1000, this.config.slowConsumerSec * 250));
+        this.slowSweep = setInterval(
+          () => this.outbound.sweepSlowConsumers(),
+          Math.min(1000, this.config.slowConsumerSec * 250),
+        );
         resolve(this.port);
       });
     });

@@ -3,7 +3,14 @@ import { STATUS_CODES } from "node:http";
 import type { HttpResponse } from "uWebSockets.js";
 
 /** Writes a whole response with the headers every answer carries; `close` ends the HTTP connection too. */
-export function sendBody(res: HttpResponse, status: number, contentType: string, body: string, headers?: Record<string, string>, close = false): void {
+export function sendBody(
+  res: HttpResponse,
+  status: number,
+  contentType: string,
+  body: string,
+  headers?: Record<string, string>,
+  close = false,
+): void {
   res.cork(() => {
     const reason = STATUS_CODES[status]; // uWS wants "429 Too Many Requests", not just the code
     res.writeStatus(reason === undefined ? `${status}` : `${status} ${reason}`);
@@ -19,6 +26,12 @@ export function sendBody(res: HttpResponse, status: number, contentType: string,
   });
 }
 
-export function sendJson(res: HttpResponse, status: number, body: unknown, headers?: Record<string, string>, close = false): void {
+export function sendJson(
+  res: HttpResponse,
+  status: number,
+  body: unknown,
+  headers?: Record<string, string>,
+  close = false,
+): void {
   sendBody(res, status, "application/json", JSON.stringify(body), headers, close);
 }

@@ -12,7 +12,12 @@ import type { OriginGate } from "./origin-gate.js";
 import type { GatewayMetrics } from "./metrics.js";
 
 /** The HTTP endpoints and the methods each answers: routing, 405s and CORS preflights read it. */
-const ENDPOINT_METHODS: Readonly<Record<string, string>> = { "/healthz": "GET", "/readyz": "GET", "/metrics": "GET", "/v1/events": "POST" };
+const ENDPOINT_METHODS: Readonly<Record<string, string>> = {
+  "/healthz": "GET",
+  "/readyz": "GET",
+  "/metrics": "GET",
+  "/v1/events": "POST",
+};
 type CorsHeaders = Record<string, string> | undefined;
 type HttpHandler = (res: HttpResponse, req: HttpRequest, cors: CorsHeaders) => void;
 
@@ -39,7 +44,10 @@ export class HttpRoutes {
   }
 
   register(app: TemplatedApp): void {
-    app.get("/healthz", this.http((res, _req, cors) => sendJson(res, 200, { status: "ok" }, cors)));
+    app.get(
+      "/healthz",
+      this.http((res, _req, cors) => sendJson(res, 200, { status: "ok" }, cors)),
+    );
     app.get(
       "/readyz",
       this.http((res, _req, cors) => {
@@ -47,9 +55,18 @@ export class HttpRoutes {
         sendJson(res, status === "ready" ? 200 : 503, { status }, cors);
       }),
     );
-    app.post("/v1/events", this.http((res, req, cors) => this.onPublish(res, req, cors)));
-    app.get("/metrics", this.http((res, _req, cors) => this.onMetrics(res, cors)));
-    app.options("/*", this.http((res, req, cors) => this.onPreflight(res, req, cors)));
+    app.post(
+      "/v1/events",
+      this.http((res, req, cors) => this.onPublish(res, req, cors)),
+    );
+    app.get(
+      "/metrics",
+      this.http((res, _req, cors) => this.onMetrics(res, cors)),
+    );
+    app.options(
+      "/*",
+      this.http((res, req, cors) => this.onPreflight(res, req, cors)),
+    );
     app.any(
       "/*",
       this.http((res, req, cors) => {
@@ -91,7 +108,13 @@ export class HttpRoutes {
       return;
     }
     const headers =
-      cors === undefined ? { Allow: methods } : this.deps.origins.policy.preflightHeaders(req.getHeader("origin"), methods, req.getHeader("access-control-request-headers"));
+      cors === undefined
+        ? { Allow: methods }
+        : this.deps.origins.policy.preflightHeaders(
+            req.getHeader("origin"),
+            methods,
+            req.getHeader("access-control-request-headers"),
+          );
     sendBody(res, 204, "text/plain", "", headers);
   }
 
@@ -179,7 +202,8 @@ export class HttpRoutes {
       },
       (err: unknown) => {
         this.log.error({ err }, "publish failed");
-        if (!isAborted()) sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "publish failed" } }, cors);
+        if (!isAborted())
+          sendJson(res, 503, { error: { code: ErrorCode.UNAVAILABLE, message: "publish failed" } }, cors);
       },
     );
   }

@@ -64,10 +64,17 @@ export class InboundWriter<T extends InboundTarget> {
     p.ids.push(connId);
     this.waiting++;
     this.closesDeferred++;
-    if (this.closesDeferred % 1000 === 1) this.log.warn({ shard: shard.index, deferred: this.closesDeferred }, "inbound ring full: socket closes wait for room");
+    if (this.closesDeferred % 1000 === 1)
+      this.log.warn(
+        { shard: shard.index, deferred: this.closesDeferred },
+        "inbound ring full: socket closes wait for room",
+      );
     if (this.waiting >= PENDING_CLOSES_WARN && this.waiting >= this.warnedAt * 2) {
       this.warnedAt = this.waiting;
-      this.log.warn({ pending: this.waiting }, "inbound ring full: many socket closes waiting (a socket worker is stalled)");
+      this.log.warn(
+        { pending: this.waiting },
+        "inbound ring full: many socket closes waiting (a socket worker is stalled)",
+      );
     }
     shard.inbound.notify(); // a full ring: make sure its reader is draining
     this.retryTimer ??= setTimeout(this.retry, CLOSE_RETRY_MS).unref();
@@ -97,7 +104,8 @@ export class InboundWriter<T extends InboundTarget> {
     if (p === undefined) return true;
     const { shard, ids } = p;
     let n = 0;
-    if (!shard.alive) n = ids.length; // closed with 1011 already; its replacement never knew them
+    if (!shard.alive)
+      n = ids.length; // closed with 1011 already; its replacement never knew them
     else while (n < ids.length && this.put(shard, InKind.CLOSE, 0, ids[n]!, undefined)) n++;
     this.waiting -= n;
     if (n === ids.length) {

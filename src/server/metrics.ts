@@ -94,25 +94,72 @@ export class GatewayMetrics {
       });
     };
 
-    perWorker("gateway_worker_connections", "Connected (post-connect) WebSocket connections per socket worker", "connections");
-    perWorkerCounter("gateway_worker_frames_in_total", "Inbound ring records handled per socket worker (kept across worker restarts)", "framesIn");
-    perWorkerCounter("gateway_worker_frames_out_total", "Frames written to the outbound ring per socket worker (kept across worker restarts)", "framesOut");
-    perWorkerCounter("gateway_worker_rpcs_total", "Requests dispatched after connect per socket worker (kept across worker restarts)", "rpcs");
-    perWorkerCounter("gateway_worker_bad_frames_total", "Frames answered BAD_REQUEST per socket worker (kept across worker restarts)", "badFrames");
-    gauge("gateway_open_sockets", "WebSocket connections open on the main thread (including those still before connect)", () => main.connectionCount);
-    counter("gateway_inbound_closes_deferred_total", "Socket closes that found a worker's inbound ring full and waited, in order, for room", () => main.closesDeferred);
-    counter("gateway_inbound_ring_full_total", "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full", () => main.ringFullRefusals);
-    this.counterBy("gateway_rate_limited_total", "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)", ["limit"], async () => [
-      [{ limit: "connection" }, main.connRateRefusals],
-      [{ limit: "rpc" }, await sumWorkers((s) => s.rateLimited.rpc)],
-      [{ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun)],
-    ]);
-    this.registerHistogram("gateway_heartbeat_rtt_seconds", "Heartbeat round trip: ping sent → valid pong received (socket worker clock)", async () =>
-      (await pool.stats()).map((s) => s.heartbeat.rtt),
+    perWorker(
+      "gateway_worker_connections",
+      "Connected (post-connect) WebSocket connections per socket worker",
+      "connections",
     );
-    counter("gateway_heartbeat_timeouts_total", "Connections closed 4002: no valid pong within two heartbeat intervals", () => sumWorkers((s) => s.heartbeat.timeouts));
-    counter("gateway_session_rotations_total", "Session tokens issued by rotation (valid pongs and resumes)", () => sumWorkers((s) => s.heartbeat.rotations));
-    counter("gateway_heartbeat_invalid_pongs_total", "Pongs ignored because no unanswered ping had their seq", () => sumWorkers((s) => s.heartbeat.invalidPongs));
+    perWorkerCounter(
+      "gateway_worker_frames_in_total",
+      "Inbound ring records handled per socket worker (kept across worker restarts)",
+      "framesIn",
+    );
+    perWorkerCounter(
+      "gateway_worker_frames_out_total",
+      "Frames written to the outbound ring per socket worker (kept across worker restarts)",
+      "framesOut",
+    );
+    perWorkerCounter(
+      "gateway_worker_rpcs_total",
+      "Requests dispatched after connect per socket worker (kept across worker restarts)",
+      "rpcs",
+    );
+    perWorkerCounter(
+      "gateway_worker_bad_frames_total",
+      "Frames answered BAD_REQUEST per socket worker (kept across worker restarts)",
+      "badFrames",
+    );
+    gauge(
+      "gateway_open_sockets",
+      "WebSocket connections open on the main thread (including those still before connect)",
+      () => main.connectionCount,
+    );
+    counter(
+      "gateway_inbound_closes_deferred_total",
+      "Socket closes that found a worker's inbound ring full and waited, in order, for room",
+      () => main.closesDeferred,
+    );
+    counter(
+      "gateway_inbound_ring_full_total",
+      "Frames refused (UNAVAILABLE) because a socket worker's inbound ring was full",
+      () => main.ringFullRefusals,
+    );
+    this.counterBy(
+      "gateway_rate_limited_total",
+      "Requests and upgrades refused RATE_LIMITED, by limit (connection = per-IP upgrades; rpc and agentRun = per device)",
+      ["limit"],
+      async () => [
+        [{ limit: "connection" }, main.connRateRefusals],
+        [{ limit: "rpc" }, await sumWorkers((s) => s.rateLimited.rpc)],
+        [{ limit: "agentRun" }, await sumWorkers((s) => s.rateLimited.agentRun)],
+      ],
+    );
+    this.registerHistogram(
+      "gateway_heartbeat_rtt_seconds",
+      "Heartbeat round trip: ping sent → valid pong received (socket worker clock)",
+      async () => (await pool.stats()).map((s) => s.heartbeat.rtt),
+    );
+    counter(
+      "gateway_heartbeat_timeouts_total",
+      "Connections closed 4002: no valid pong within two heartbeat intervals",
+      () => sumWorkers((s) => s.heartbeat.timeouts),
+    );
+    counter("gateway_session_rotations_total", "Session tokens issued by rotation (valid pongs and resumes)", () =>
+      sumWorkers((s) => s.heartbeat.rotations),
+    );
+    counter("gateway_heartbeat_invalid_pongs_total", "Pongs ignored because no unanswered ping had their seq", () =>
+      sumWorkers((s) => s.heartbeat.invalidPongs),
+    );
     new Gauge({
       name: "gateway_sessions",
       help: "Sessions held by a connection (live) or kept for a resume (detached)",
@@ -123,24 +170,52 @@ export class GatewayMetrics {
         this.set({ state: "detached" }, await sumWorkers((s) => s.sessions.detached));
       },
     });
-    counter("gateway_events_published_total", "Broadcasts stamped with a seq by the coordinator", async () => (await pool.coordinator.stats()).published);
-    counter("gateway_events_shard_overflow_total", "Broadcasts dropped for one shard because its event ring and spill list were full (a host-level overload)", async () => (await pool.coordinator.stats()).shardOverflow);
-    counter("gateway_events_unmatched_total", "Broadcasts that matched no connection's shard (cost nothing further)", async () => (await pool.coordinator.stats()).unmatched);
+    counter(
+      "gateway_events_published_total",
+      "Broadcasts stamped with a seq by the coordinator",
+      async () => (await pool.coordinator.stats()).published,
+    );
+    counter(
+      "gateway_events_shard_overflow_total",
+      "Broadcasts dropped for one shard because its event ring and spill list were full (a host-level overload)",
+      async () => (await pool.coordinator.stats()).shardOverflow,
+    );
+    counter(
+      "gateway_events_unmatched_total",
+      "Broadcasts that matched no connection's shard (cost nothing further)",
+      async () => (await pool.coordinator.stats()).unmatched,
+    );
     counter("gateway_events_delivered_total", "Event frames handed to sockets", () => main.eventsDelivered);
-    counter("gateway_events_dropped_total", "Event frames dropped for slow consumers (reported to them as events.dropped)", () => main.eventsDropped);
+    counter(
+      "gateway_events_dropped_total",
+      "Event frames dropped for slow consumers (reported to them as events.dropped)",
+      () => main.eventsDropped,
+    );
     counter("gateway_slow_consumer_closes_total", "Connections closed 4009", () => main.slowConsumerCloses);
-    gauge("gateway_outbound_queue_bytes", "Bytes of events waiting in per-connection outbound queues", () => main.queuedBytes);
+    gauge(
+      "gateway_outbound_queue_bytes",
+      "Bytes of events waiting in per-connection outbound queues",
+      () => main.queuedBytes,
+    );
     counter("gateway_worker_restarts_total", "Socket workers replaced after dying", () => pool.restarts);
     this.counterBy(
       "gateway_rpcs_total",
       'Requests answered, by method (methods no handler serves count as "other") and outcome ("ok" or the error code)',
       ["method", "outcome"],
-      async () => (await pool.stats()).flatMap((s) => s.rpcOutcomes.map(([method, outcome, n]): LabelledValue => [{ method, outcome }, n])),
+      async () =>
+        (await pool.stats()).flatMap((s) =>
+          s.rpcOutcomes.map(([method, outcome, n]): LabelledValue => [{ method, outcome }, n]),
+        ),
     );
-    this.counterBy("gateway_origin_refusals_total", "Requests refused 403 for an Origin that is neither CORS_ORIGINS nor same-origin, by kind (upgrade or http)", ["kind"], () => [
-      [{ kind: "upgrade" }, main.originRefusals.upgrade],
-      [{ kind: "http" }, main.originRefusals.http],
-    ]);
+    this.counterBy(
+      "gateway_origin_refusals_total",
+      "Requests refused 403 for an Origin that is neither CORS_ORIGINS nor same-origin, by kind (upgrade or http)",
+      ["kind"],
+      () => [
+        [{ kind: "upgrade" }, main.originRefusals.upgrade],
+        [{ kind: "http" }, main.originRefusals.http],
+      ],
+    );
     if (opts.backplane) this.registerBackplane(pool.coordinator);
     const mainLag = new LoopLag();
     new Gauge({
@@ -190,14 +265,23 @@ export class GatewayMetrics {
         ];
       },
     );
-    this.registerHistogram("gateway_backplane_lag_seconds", "Redis round trip of this host's own broadcasts (publish → message back on the subscription)", async () => {
-      const b = await read();
-      return b === undefined ? [] : [b.lag];
-    });
+    this.registerHistogram(
+      "gateway_backplane_lag_seconds",
+      "Redis round trip of this host's own broadcasts (publish → message back on the subscription)",
+      async () => {
+        const b = await read();
+        return b === undefined ? [] : [b.lag];
+      },
+    );
   }
 
   /** A labelled counter mirroring totals kept elsewhere: each scrape sets every series to its total. */
-  private counterBy(name: string, help: string, labelNames: string[], read: () => LabelledValue[] | Promise<LabelledValue[]>): void {
+  private counterBy(
+    name: string,
+    help: string,
+    labelNames: string[],
+    read: () => LabelledValue[] | Promise<LabelledValue[]>,
+  ): void {
     new Counter({
       name,
       help,
@@ -228,18 +312,23 @@ export class GatewayMetrics {
           sum += snap.sum;
           count += snap.count;
         }
-        const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = RTT_BUCKETS_SEC.map((le, i) => ({
-          labels: { le },
-          value: buckets[i]!,
-          metricName: `${name}_bucket`,
-        }));
+        const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> =
+          RTT_BUCKETS_SEC.map((le, i) => ({
+            labels: { le },
+            value: buckets[i]!,
+            metricName: `${name}_bucket`,
+          }));
         values.push({ labels: { le: "+Inf" }, value: count, metricName: `${name}_bucket` });
         return {
           name,
           help,
           type: "histogram",
           aggregator: "sum",
-          values: [...values, { labels: {}, value: sum, metricName: `${name}_sum` }, { labels: {}, value: count, metricName: `${name}_count` }],
+          values: [
+            ...values,
+            { labels: {}, value: sum, metricName: `${name}_sum` },
+            { labels: {}, value: count, metricName: `${name}_count` },
+          ],
         };
       },
     };

@@ -125,7 +125,11 @@ export class OutboundSender {
   private applyClose(ws: Socket, view: DataView, bytes: Uint8Array, off: number, len: number): void {
     if (view.getUint8(off) !== OutKind.CLOSE) return;
     const code = view.getUint16(off + 2, true);
-    const reason = Buffer.from(bytes.buffer, bytes.byteOffset + off + RECORD_HEADER_BYTES, len - RECORD_HEADER_BYTES).toString("utf8");
+    const reason = Buffer.from(
+      bytes.buffer,
+      bytes.byteOffset + off + RECORD_HEADER_BYTES,
+      len - RECORD_HEADER_BYTES,
+    ).toString("utf8");
     this.table.close(ws, code, reason);
   }
 
@@ -141,7 +145,11 @@ export class OutboundSender {
     const queue = (d.queue ??= new OutboundQueue(this.config.outboundQueueBytes));
     if (!queue.push(frame, binary, Date.now())) {
       this.eventsDropped++;
-      if (this.eventsDropped % 10_000 === 1) this.log.warn({ conn: d.id, dropped: this.eventsDropped }, "slow consumer: dropping events (logged once per 10000 drops)");
+      if (this.eventsDropped % 10_000 === 1)
+        this.log.warn(
+          { conn: d.id, dropped: this.eventsDropped },
+          "slow consumer: dropping events (logged once per 10000 drops)",
+        );
     }
     this.backlogged.add(ws);
   }
@@ -188,7 +196,10 @@ export class OutboundSender {
       const q = ws.getUserData().queue;
       if (q !== undefined && q.overSince !== 0 && q.overSince <= limit) {
         this.slowConsumerCloses++;
-        this.log.info({ conn: ws.getUserData().id, queuedBytes: q.bytes, dropped: q.dropped }, "closing slow consumer (4009)");
+        this.log.info(
+          { conn: ws.getUserData().id, queuedBytes: q.bytes, dropped: q.dropped },
+          "closing slow consumer (4009)",
+        );
         this.backlogged.delete(ws);
         this.table.close(ws, CloseCode.SLOW_CONSUMER);
       }

@@ -83,7 +83,12 @@ export class SocketHandlers<T extends RoutableShard> {
       this.table.close(ws, CloseCode.HANDSHAKE);
       return;
     }
-    const f = (typeof frame === "object" && frame !== null ? frame : {}) as { type?: unknown; method?: unknown; id?: unknown; params?: unknown };
+    const f = (typeof frame === "object" && frame !== null ? frame : {}) as {
+      type?: unknown;
+      method?: unknown;
+      id?: unknown;
+      params?: unknown;
+    };
     if (f.type !== "req" || f.method !== "connect") {
       this.table.close(ws, CloseCode.HANDSHAKE);
       return;
@@ -91,7 +96,10 @@ export class SocketHandlers<T extends RoutableShard> {
     const deviceId = readConnectDeviceId(f.params);
     const id = isRequestId(f.id) ? f.id : null;
     if (deviceId === undefined || id === null) {
-      const message = id === null ? "req.id must be a string or an integer" : "params.deviceId is required: 1..128 chars of [A-Za-z0-9._:-]";
+      const message =
+        id === null
+          ? "req.id must be a string or an integer"
+          : "params.deviceId is required: 1..128 chars of [A-Za-z0-9._:-]";
       replyError(ws, d, id, ErrorCode.BAD_REQUEST, message);
       this.table.close(ws, CloseCode.HANDSHAKE);
       return;
@@ -123,13 +131,18 @@ export class SocketHandlers<T extends RoutableShard> {
       const f = decodeFrame(new Uint8Array(msg), d.encoding) as { type?: unknown; id?: unknown } | null;
       if (f?.type === "req" && isRequestId(f.id)) id = f.id;
       else {
-        if (this.ringFullRefusals % 1000 === 1) this.log.warn({ shard: d.shard, refusals: this.ringFullRefusals }, "inbound ring full: non-request frame refused");
+        if (this.ringFullRefusals % 1000 === 1)
+          this.log.warn(
+            { shard: d.shard, refusals: this.ringFullRefusals },
+            "inbound ring full: non-request frame refused",
+          );
         return;
       }
     } catch {
       return; // undecodable anyway; the worker would have answered BAD_REQUEST
     }
-    if (this.ringFullRefusals % 1000 === 1) this.log.warn({ shard: d.shard, refusals: this.ringFullRefusals }, "inbound ring full: answering UNAVAILABLE");
+    if (this.ringFullRefusals % 1000 === 1)
+      this.log.warn({ shard: d.shard, refusals: this.ringFullRefusals }, "inbound ring full: answering UNAVAILABLE");
     replyError(ws, d, id, ErrorCode.UNAVAILABLE, "gateway busy, retry", RING_FULL_RETRY_MS);
   }
 }

@@ -75,7 +75,12 @@ export class SocketWorkerPool {
     const doorbellSab = createDoorbell(); // the worker sleeps on both of its inbound rings at once
     const { port1, port2 } = new MessageChannel();
     const bus = new MessageChannel(); // worker ↔ coordinator
-    void this.coordinator.attachShard(index, eventsSab, doorbellSab, Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]));
+    void this.coordinator.attachShard(
+      index,
+      eventsSab,
+      doorbellSab,
+      Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]),
+    );
     const workerData: SocketWorkerData & { control: typeof port2; coordinator: typeof bus.port1 } = {
       shard: index,
       instanceId: this.instanceId,
@@ -87,7 +92,11 @@ export class SocketWorkerPool {
       control: port2,
       coordinator: bus.port1,
     };
-    const worker = new Worker(WORKER_URL, { workerData, transferList: [port2, bus.port1], name: `socket-worker-${index}` });
+    const worker = new Worker(WORKER_URL, {
+      workerData,
+      transferList: [port2, bus.port1],
+      name: `socket-worker-${index}`,
+    });
     const shard: Shard = {
       index,
       worker,
@@ -105,7 +114,8 @@ export class SocketWorkerPool {
     worker.on("exit", (code) => this.onExit(shard, code, port1));
     void this.pump(shard);
     return new Promise<void>((resolve, reject) => {
-      const failEarly = (code: number) => reject(new Error(`socket worker ${index} exited with code ${code} during start`));
+      const failEarly = (code: number) =>
+        reject(new Error(`socket worker ${index} exited with code ${code} during start`));
       worker.once("exit", failEarly);
       shard.api.ready().then(
         () => {
@@ -125,13 +135,18 @@ export class SocketWorkerPool {
     port.close();
     if (this.stopping || this.shards[shard.index] !== shard) return;
     const delay = this.restartBackoff.next(Date.now() - shard.startedAt);
-    this.log.error({ shard: shard.index, code, restartInMs: delay }, "socket worker exited; closing its connections with 1011 and starting a replacement");
+    this.log.error(
+      { shard: shard.index, code, restartInMs: delay },
+      "socket worker exited; closing its connections with 1011 and starting a replacement",
+    );
     void this.coordinator.detachShard(shard.index);
     this.onShardDown(shard.index);
     setTimeout(() => {
       if (this.stopping) return;
       this.restarts++;
-      this.spawn(shard.index).catch((err: unknown) => this.log.error({ shard: shard.index, err }, "replacement socket worker failed to start"));
+      this.spawn(shard.index).catch((err: unknown) =>
+        this.log.error({ shard: shard.index, err }, "replacement socket worker failed to start"),
+      );
     }, delay);
   }
 

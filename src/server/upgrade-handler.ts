@@ -67,15 +67,34 @@ export class UpgradeHandler {
       sendJson(
         res,
         429,
-        { error: { code: ErrorCode.RATE_LIMITED, message: "too many connections from this address", retryAfterMs: wait } },
+        {
+          error: {
+            code: ErrorCode.RATE_LIMITED,
+            message: "too many connections from this address",
+            retryAfterMs: wait,
+          },
+        },
         { "Retry-After": String(formatRetryAfterSeconds(wait)) },
       );
       return;
     }
     // Kept only until connect; a value longer than any deviceId cannot match, so it is cut there.
     const deviceIdParam = query.get("deviceId")?.slice(0, 129) ?? undefined;
-    const data: ConnData = { id: this.table.allocateId(), queue: undefined, encoding, openedAt: Date.now(), shard: -1, deviceIdParam };
-    res.upgrade(data, req.getHeader("sec-websocket-key"), req.getHeader("sec-websocket-protocol"), req.getHeader("sec-websocket-extensions"), ctx);
+    const data: ConnData = {
+      id: this.table.allocateId(),
+      queue: undefined,
+      encoding,
+      openedAt: Date.now(),
+      shard: -1,
+      deviceIdParam,
+    };
+    res.upgrade(
+      data,
+      req.getHeader("sec-websocket-key"),
+      req.getHeader("sec-websocket-protocol"),
+      req.getHeader("sec-websocket-extensions"),
+      ctx,
+    );
   };
 
   /** Rate-limit key of the client: peer address, or per TRUST_PROXY the forwarded one (§7). */

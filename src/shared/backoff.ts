@@ -13,7 +13,8 @@ export interface BackoffOptions {
 
 /** The upper bound of attempt `attempt`'s delay: min(maxDelayMs, baseDelayMs · 2^attempt). */
 export function backoffCeiling(attempt: number, opts: BackoffOptions): number {
-  if (!Number.isInteger(attempt) || attempt < 0) throw new RangeError(`attempt must be a non-negative integer, got ${attempt}`);
+  if (!Number.isInteger(attempt) || attempt < 0)
+    throw new RangeError(`attempt must be a non-negative integer, got ${attempt}`);
   if (opts.baseDelayMs <= 0) return 0;
   // 2^attempt overflows to Infinity for large attempts; min() then yields the cap.
   return Math.min(opts.maxDelayMs, opts.baseDelayMs * 2 ** attempt);

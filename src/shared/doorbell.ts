@@ -52,7 +52,12 @@ export class Doorbell {
 
   /** The doorbell at `byteOffset` (a multiple of 4) of `sab`. */
   constructor(sab: SharedArrayBuffer, byteOffset = 0) {
-    if (!(sab instanceof SharedArrayBuffer) || byteOffset % 4 !== 0 || byteOffset < 0 || byteOffset + 8 > sab.byteLength) {
+    if (
+      !(sab instanceof SharedArrayBuffer) ||
+      byteOffset % 4 !== 0 ||
+      byteOffset < 0 ||
+      byteOffset + 8 > sab.byteLength
+    ) {
       throw new TypeError("not a doorbell (expected a SharedArrayBuffer from createDoorbell or createRingBuffer)");
     }
     this.words = new Int32Array(sab, byteOffset, 2);

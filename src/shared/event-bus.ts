@@ -33,9 +33,11 @@ export interface EventBusTransport {
 export function createEventBus(transport: EventBusTransport): EventBus {
   return {
     broadcast(event, payload, filter?: EventFilter) {
-      if (!EVENT_NAME_RE.test(event)) return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, "invalid event name"));
+      if (!EVENT_NAME_RE.test(event))
+        return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, "invalid event name"));
       const payloadJson = payloadToJson(payload);
-      if (payloadJson === undefined) return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, UNENCODABLE_PAYLOAD));
+      if (payloadJson === undefined)
+        return Promise.reject(new GatewayError(ErrorCode.BAD_REQUEST, UNENCODABLE_PAYLOAD));
       return transport.publish(event, payloadJson, filter?.agentId, filter?.role);
     },
     send(connectionId, event, payload) {

@@ -17,12 +17,31 @@ export interface DecodedEvent {
   payloadLength: number;
 }
 
-export function eventRecordLength(event: string, agentId: string | undefined, role: string | undefined, payloadJson: string): number {
-  return EVENT_HEADER_BYTES + Buffer.byteLength(event) + Buffer.byteLength(agentId ?? "") + Buffer.byteLength(role ?? "") + Buffer.byteLength(payloadJson);
+export function eventRecordLength(
+  event: string,
+  agentId: string | undefined,
+  role: string | undefined,
+  payloadJson: string,
+): number {
+  return (
+    EVENT_HEADER_BYTES +
+    Buffer.byteLength(event) +
+    Buffer.byteLength(agentId ?? "") +
+    Buffer.byteLength(role ?? "") +
+    Buffer.byteLength(payloadJson)
+  );
 }
 
 /** Writes an EVENT record at `off` of `buf` (a Buffer view of the ring's data region). */
-export function writeEventRecord(buf: Buffer, off: number, seq: number, event: string, agentId: string | undefined, role: string | undefined, payloadJson: string): void {
+export function writeEventRecord(
+  buf: Buffer,
+  off: number,
+  seq: number,
+  event: string,
+  agentId: string | undefined,
+  role: string | undefined,
+  payloadJson: string,
+): void {
   let p = off + EVENT_HEADER_BYTES;
   const e = buf.write(event, p, "utf8");
   p += e;

@@ -22,7 +22,10 @@ export class LoopLag {
 
   read(): LoopLagSnapshot {
     const h = this.h;
-    const s = h.count === 0 ? { p50: 0, p99: 0, max: 0 } : { p50: this.lag(h.percentile(50)), p99: this.lag(h.percentile(99)), max: this.lag(h.max) };
+    const s =
+      h.count === 0
+        ? { p50: 0, p99: 0, max: 0 }
+        : { p50: this.lag(h.percentile(50)), p99: this.lag(h.percentile(99)), max: this.lag(h.max) };
     h.reset();
     return s;
   }

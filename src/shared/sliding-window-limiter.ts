@@ -122,7 +122,9 @@ export class SlidingWindowLimiter {
     this.windowMs = positiveInt("windowMs", opts.windowMs);
     this.maxKeys = positiveInt("maxKeys", opts.maxKeys ?? 100_000);
     if ((2 * this.max + 1) * this.windowMs > Number.MAX_SAFE_INTEGER) {
-      throw new RangeError(`max × windowMs too large for exact arithmetic (max ${this.max}, windowMs ${this.windowMs})`);
+      throw new RangeError(
+        `max × windowMs too large for exact arithmetic (max ${this.max}, windowMs ${this.windowMs})`,
+      );
     }
     this.idleMs = 2 * this.windowMs;
     this.clock = opts.now ?? Date.now;

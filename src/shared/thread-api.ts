@@ -80,7 +80,13 @@ export interface PublishItem {
 export type SubscriptionDelta = [scope: 0 | 1 | 2, key: string, delta: number];
 
 /** A session's state written to Redis (REDIS_URL): TTL = expiresAt − now. */
-export type SessionPut = [sessionId: string, deviceId: string, generation: number, expiresAt: number, agentIds: string[]];
+export type SessionPut = [
+  sessionId: string,
+  deviceId: string,
+  generation: number,
+  expiresAt: number,
+  agentIds: string[],
+];
 
 /** A session read back from Redis for a resume on another host. */
 export interface SessionRecord {

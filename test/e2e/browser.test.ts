@@ -136,10 +136,25 @@ beforeAll(async () => {
   allowed = await startStatic();
   denied = await startStatic();
   [gw, browser] = await Promise.all([
-    startGateway({ WORKERS: "1", CORS_ORIGINS: allowed.origin, ADMIN_TOKEN: ADMIN, HEARTBEAT_SEC: String(HEARTBEAT_SEC), DRAIN_SEC: "1" }),
+    startGateway({
+      WORKERS: "1",
+      CORS_ORIGINS: allowed.origin,
+      ADMIN_TOKEN: ADMIN,
+      HEARTBEAT_SEC: String(HEARTBEAT_SEC),
+      DRAIN_SEC: "1",
+    }),
     chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     }),
   ]);
   [allowedPage, deniedPage] = await Promise.all([browser.newPage(), browser.newPage()]);
@@ -170,12 +185,17 @@ async function recordRequests(page: Page): Promise<{ cdp: CDPSession; wire: () =
   // ExtraInfo events may come before or after their request's requestWillBeSent: join on read.
   const status = new Map<string, number>();
   const failed = new Map<string, string>();
-  cdp.on("Network.requestWillBeSent", (e) => sent.push({ id: e.requestId, method: e.request.method, url: e.request.url }));
+  cdp.on("Network.requestWillBeSent", (e) =>
+    sent.push({ id: e.requestId, method: e.request.method, url: e.request.url }),
+  );
   cdp.on("Network.responseReceivedExtraInfo", (e) => status.set(e.requestId, e.statusCode));
   cdp.on("Network.loadingFailed", (e) => failed.set(e.requestId, e.corsErrorStatus?.corsError ?? e.errorText));
   await cdp.send("Network.enable");
   const seen = () => sent.map((r): SeenRequest => ({ ...r, status: status.get(r.id), corsError: failed.get(r.id) }));
-  const wire = () => seen().map((x) => `${x.method} ${new URL(x.url).pathname} ${x.status ?? "not sent"}${x.corsError ? ` ${x.corsError}` : ""}`);
+  const wire = () =>
+    seen().map(
+      (x) => `${x.method} ${new URL(x.url).pathname} ${x.status ?? "not sent"}${x.corsError ? ` ${x.corsError}` : ""}`,
+    );
   return { cdp, wire };
 }
 
@@ -185,13 +205,20 @@ describe.skipIf(!haveChromium)("a page from an origin in CORS_ORIGINS", () => {
   const eventsUrl = () => `http://127.0.0.1:${gw.port}/v1/events`;
   const state = () => page().evaluate(() => gwProbe.state);
   const waitEvent = (name: string) =>
-    page().waitForFunction((n) => gwProbe.state.frames.some((f) => f.type === "event" && f.event === n), name, { timeout: 5_000 });
+    page().waitForFunction((n) => gwProbe.state.frames.some((f) => f.type === "event" && f.event === n), name, {
+      timeout: 5_000,
+    });
 
   it("opens the native WebSocket and completes the connect handshake", async () => {
     const s = await page().evaluate(([url, dev]) => gwProbe.open(url!, dev!), [wsUrl(), "browser-dev"]);
     expect(s.opened).toBe(true);
     expect(s.close).toBeNull();
-    expect(s.hello).toMatchObject({ type: "res", id: "hello", ok: true, payload: { protocol: 1, heartbeat: { intervalMs: 1000, timeoutMs: 2000 } } });
+    expect(s.hello).toMatchObject({
+      type: "res",
+      id: "hello",
+      ok: true,
+      payload: { protocol: 1, heartbeat: { intervalMs: 1000, timeoutMs: 2000 } },
+    });
   });
 
   it("answers pings with pongs and stays open past 2 × HEARTBEAT_SEC", async () => {
@@ -250,13 +277,20 @@ describe.skipIf(!haveChromium)("a page from an origin in CORS_ORIGINS", () => {
   it("the gateway's CORS answers the browser relied on (checked from Node)", async () => {
     const pre = await fetch(eventsUrl(), {
       method: "OPTIONS",
-      headers: { Origin: allowed.origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type" },
+      headers: {
+        Origin: allowed.origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+      },
     });
     expect(pre.status).toBe(204);
     expect(pre.headers.get("access-control-allow-origin")).toBe(allowed.origin);
     expect(pre.headers.get("vary")).toMatch(/origin/i);
     expect(pre.headers.get("access-control-allow-methods")).toMatch(/\bPOST\b/);
-    expect(pre.headers.get("access-control-allow-headers")?.split(/,\s*/).sort()).toEqual(["authorization", "content-type"]);
+    expect(pre.headers.get("access-control-allow-headers")?.split(/,\s*/).sort()).toEqual([
+      "authorization",
+      "content-type",
+    ]);
     expect(Number(pre.headers.get("access-control-max-age"))).toBeGreaterThan(0);
     const get = await fetch(`http://127.0.0.1:${gw.port}/healthz`, { headers: { Origin: allowed.origin } });
     expect(get.status).toBe(200);
@@ -279,7 +313,10 @@ describe.skipIf(!haveChromium)("a page from an origin not in CORS_ORIGINS", () =
   const page = () => deniedPage;
 
   it("cannot open the WebSocket: error and close without open; the upgrade is refused 403", async () => {
-    const s = await page().evaluate((url) => gwProbe.open(url, "denied-dev"), `ws://127.0.0.1:${gw.port}/ws?encoding=json`);
+    const s = await page().evaluate(
+      (url) => gwProbe.open(url, "denied-dev"),
+      `ws://127.0.0.1:${gw.port}/ws?encoding=json`,
+    );
     expect(s.opened).toBe(false);
     expect(s.error).toBe(true);
     expect(s.hello).toBeNull();
@@ -310,24 +347,38 @@ describe.skipIf(!haveChromium)("a page from an origin not in CORS_ORIGINS", () =
     expect(post).toMatchObject({ error: "TypeError" });
     // A simple (non-preflighted) POST the browser does send is refused by the gateway itself.
     const simple = await page().evaluate(
-      (url) => gwProbe.call(url, { method: "POST", headers: { "Content-Type": "text/plain" }, body: '{"event":"from-denied-simple","payload":1}' }),
+      (url) =>
+        gwProbe.call(url, {
+          method: "POST",
+          headers: { "Content-Type": "text/plain" },
+          body: '{"event":"from-denied-simple","payload":1}',
+        }),
       `${base}/v1/events`,
     );
     expect(simple).toMatchObject({ error: "TypeError" });
     // On the wire: the gateway answered 403 (no Access-Control-Allow-Origin) to whatever the
     // browser sent; the POST with Authorization never left the browser, its preflight refused.
     // (DevTools reports a preflight and its request in either order: compare sorted.)
-    await expect.poll(() => wire().sort()).toEqual([
-      "GET /healthz 403 MissingAllowOriginHeader",
-      "OPTIONS /v1/events 403",
-      "POST /v1/events 403 MissingAllowOriginHeader",
-      "POST /v1/events not sent PreflightMissingAllowOriginHeader",
-    ]);
+    await expect
+      .poll(() => wire().sort())
+      .toEqual([
+        "GET /healthz 403 MissingAllowOriginHeader",
+        "OPTIONS /v1/events 403",
+        "POST /v1/events 403 MissingAllowOriginHeader",
+        "POST /v1/events not sent PreflightMissingAllowOriginHeader",
+      ]);
     await cdp.detach();
     // From Node, with that Origin: 403 and no Access-Control-Allow-*, for the preflight, the
     // plain GET and even a correctly authorised POST (the gateway does not rely on the browser).
     const asDenied = { Origin: denied.origin };
-    const pre = await fetch(`${base}/v1/events`, { method: "OPTIONS", headers: { ...asDenied, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization" } });
+    const pre = await fetch(`${base}/v1/events`, {
+      method: "OPTIONS",
+      headers: {
+        ...asDenied,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+      },
+    });
     const get = await fetch(`${base}/healthz`, { headers: asDenied });
     const authed = await fetch(`${base}/v1/events`, {
       method: "POST",
@@ -342,7 +393,9 @@ describe.skipIf(!haveChromium)("a page from an origin not in CORS_ORIGINS", () =
 
   it("none of the refused publishes reached the allowed page's socket", async () => {
     await sleep(300);
-    const names = (await allowedPage.evaluate(() => gwProbe.state)).frames.map((f) => f.event).filter((e) => e !== "session.refreshed");
+    const names = (await allowedPage.evaluate(() => gwProbe.state)).frames
+      .map((f) => f.event)
+      .filter((e) => e !== "session.refreshed");
     expect(names).toEqual(["from-node", "from-page"]);
   });
 });

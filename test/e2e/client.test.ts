@@ -4,11 +4,23 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from "node:net";
+import {
+  createServer as createTcpServer,
+  connect as tcpConnect,
+  type Server as TcpServer,
+  type Socket,
+} from "node:net";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GatewayClient, GatewayRequestError, type ClientEventMap, type EventMeta, type GatewayClientOptions, type Hello } from "../../src/client/index.js";
+import {
+  GatewayClient,
+  GatewayRequestError,
+  type ClientEventMap,
+  type EventMeta,
+  type GatewayClientOptions,
+  type Hello,
+} from "../../src/client/index.js";
 import { startGateway, type Gateway } from "./harness.js";
 
 const ADMIN = "client-admin-token-0123456789abcdef";
@@ -46,11 +58,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await Promise.all([gw?.stop(), rl?.stop()]);
-  if (page) await new Promise<void>((r) => { page!.server.closeAllConnections(); page!.server.close(() => r()); });
+  if (page)
+    await new Promise<void>((r) => {
+      page!.server.closeAllConnections();
+      page!.server.close(() => r());
+    });
 });
 
 function client(opts: Partial<GatewayClientOptions> = {}, url = gw.url): GatewayClient<TestEvents> {
-  const c = new GatewayClient<TestEvents>({ url, requestTimeoutMs: 5_000, reconnect: { baseDelayMs: 50, maxDelayMs: 500 }, ...opts });
+  const c = new GatewayClient<TestEvents>({
+    url,
+    requestTimeoutMs: 5_000,
+    reconnect: { baseDelayMs: 50, maxDelayMs: 500 },
+    ...opts,
+  });
   clients.push(c);
   return c;
 }
@@ -58,10 +79,20 @@ function client(opts: Partial<GatewayClientOptions> = {}, url = gw.url): Gateway
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves the next `event` of a client (with its meta), rejecting after timeoutMs. */
-function nextEvent<K extends keyof ClientEventMap<TestEvents> & string>(c: GatewayClient<TestEvents>, event: K, timeoutMs = 5_000): Promise<[ClientEventMap<TestEvents>[K], EventMeta]> {
+function nextEvent<K extends keyof ClientEventMap<TestEvents> & string>(
+  c: GatewayClient<TestEvents>,
+  event: K,
+  timeoutMs = 5_000,
+): Promise<[ClientEventMap<TestEvents>[K], EventMeta]> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { off(); reject(new Error(`no ${event} within ${timeoutMs} ms`)); }, timeoutMs);
-    const off = c.once(event, (p, meta) => { clearTimeout(t); resolve([p, meta]); });
+    const t = setTimeout(() => {
+      off();
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = c.once(event, (p, meta) => {
+      clearTimeout(t);
+      resolve([p, meta]);
+    });
   });
 }
 
@@ -84,23 +115,39 @@ function post(body: unknown): Promise<Response> {
 }
 
 /** A TCP relay in front of the gateway, so a test can cut the network under a client. */
-async function tcpProxy(targetPort: number): Promise<{ url: string; cut(): void; refuse: boolean; close(): Promise<void> }> {
+async function tcpProxy(
+  targetPort: number,
+): Promise<{ url: string; cut(): void; refuse: boolean; close(): Promise<void> }> {
   const pairs = new Set<[Socket, Socket]>();
   const state = {
     refuse: false,
     url: "",
     cut() {
-      for (const [a, b] of pairs) { a.destroy(); b.destroy(); }
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
       pairs.clear();
     },
-    close: () => new Promise<void>((r) => { state.cut(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        state.cut();
+        server.close(() => r());
+      }),
   };
   const server: TcpServer = createTcpServer((down) => {
-    if (state.refuse) { down.destroy(); return; }
+    if (state.refuse) {
+      down.destroy();
+      return;
+    }
     const up = tcpConnect(targetPort, "127.0.0.1");
     const pair: [Socket, Socket] = [down, up];
     pairs.add(pair);
-    const end = () => { down.destroy(); up.destroy(); pairs.delete(pair); };
+    const end = () => {
+      down.destroy();
+      up.destroy();
+      pairs.delete(pair);
+    };
     down.on("error", end).on("close", end);
     up.on("error", end).on("close", end);
     down.pipe(up);
@@ -116,12 +163,27 @@ describe("requests", () => {
     it(`connects and answers requests (${encoding})`, async () => {
       const c = client({ encoding });
       const hello = await c.connect({ deviceId: `cl-req-${encoding}`, role: "operator" });
-      expect(hello).toMatchObject({ protocol: 1, heartbeat: { intervalMs: 1000, timeoutMs: 2000 }, limits: { maxPayloadBytes: 65536 } });
+      expect(hello).toMatchObject({
+        protocol: 1,
+        heartbeat: { intervalMs: 1000, timeoutMs: 2000 },
+        limits: { maxPayloadBytes: 65536 },
+      });
       expect(c.state).toBe("open");
       expect(c.sessionId).toBe(hello.sessionId);
       expect(c.sessionToken).toBe(hello.sessionToken);
-      const value = { text: "héllo ✓", n: 42, neg: -7, f: 1.5, list: [1, "two", null, true], nested: { deep: { ok: true } } };
-      const [a, b, none] = await Promise.all([c.request("echo", value), c.request<string>("echo", "plain"), c.request("echo")]);
+      const value = {
+        text: "héllo ✓",
+        n: 42,
+        neg: -7,
+        f: 1.5,
+        list: [1, "two", null, true],
+        nested: { deep: { ok: true } },
+      };
+      const [a, b, none] = await Promise.all([
+        c.request("echo", value),
+        c.request<string>("echo", "plain"),
+        c.request("echo"),
+      ]);
       expect(a).toEqual(value);
       expect(b).toBe("plain");
       expect(none).toBeUndefined();
@@ -182,7 +244,9 @@ describe("events", () => {
     const flashes: Array<[{ headline: string }, EventMeta]> = [];
     const all: string[] = [];
     const offFlash = c.on("news.flash", (p, meta) => flashes.push([p, meta]));
-    c.on("*", (_p, meta) => { if (meta.event !== "session.refreshed") all.push(meta.event); });
+    c.on("*", (_p, meta) => {
+      if (meta.event !== "session.refreshed") all.push(meta.event);
+    });
 
     const r = await post({ event: "news.flash", payload: { headline: "one" }, filter: { agentId: "agent-e" } });
     expect(r.status).toBe(202);
@@ -210,7 +274,14 @@ describe("events", () => {
     await post({ event: "news.flash", payload: { headline: "two" } });
     await expect.poll(() => all.filter((e) => e === "news.flash").length).toBe(2);
     expect(flashes).toHaveLength(1); // removed listener got nothing
-    expect(all).toEqual(["news.flash", "custom.thing", "agent.run.started", "agent.run.output", "agent.run.completed", "news.flash"]);
+    expect(all).toEqual([
+      "news.flash",
+      "custom.thing",
+      "agent.run.started",
+      "agent.run.output",
+      "agent.run.completed",
+      "news.flash",
+    ]);
     await c.close();
   });
 });
@@ -311,7 +382,11 @@ describe("reconnect", () => {
     a.on("reconnecting", () => events.push("reconnecting"));
     const closed = nextEvent(a, "close");
     const b = client();
-    const helloB = await b.connect({ deviceId: "cl-takeover", role: "operator", resume: { sessionToken: a.sessionToken! } });
+    const helloB = await b.connect({
+      deviceId: "cl-takeover",
+      role: "operator",
+      resume: { sessionToken: a.sessionToken! },
+    });
     expect(helloB.sessionId).toBe(a.sessionId);
     const [cl] = await closed;
     expect(cl).toMatchObject({ code: 4005, willReconnect: false });
@@ -378,7 +453,10 @@ describe("close()", () => {
       console.log(JSON.stringify(out));
     `;
     const t0 = Date.now();
-    const proc = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: fileURLToPath(new URL("../..", import.meta.url)), stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: fileURLToPath(new URL("../..", import.meta.url)),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -390,7 +468,14 @@ describe("close()", () => {
     expect(code).toBe(0); // not killed: it exited on its own
     expect(Date.now() - t0).toBeLessThan(5_000);
     const out = JSON.parse(stdout) as Record<string, unknown>;
-    expect(out).toMatchObject({ connected: true, echo: { ok: 1 }, inflight: "DISCONNECTED", state: "closed", pending: 0, refused: "DISCONNECTED" });
+    expect(out).toMatchObject({
+      connected: true,
+      echo: { ok: 1 },
+      inflight: "DISCONNECTED",
+      state: "closed",
+      pending: 0,
+      refused: "DISCONNECTED",
+    });
     // Only what `await close()` itself may leave for a tick (the socket being destroyed).
     expect((out.resources as string[]).filter((r) => r === "Timeout")).toEqual([]);
   });
@@ -404,7 +489,8 @@ async function startStaticPage(): Promise<{ server: Server; origin: string }> {
 <script type="module">import * as sdk from "/client.browser.js"; window.sdk = sdk; window.sdkReady = true;</script></body></html>`;
   const server = createHttpServer((req, res) => {
     if (req.url === "/") res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(html);
-    else if (req.url === "/client.browser.js") res.writeHead(200, { "content-type": "text/javascript" }).end(readFileSync(DIST_BROWSER));
+    else if (req.url === "/client.browser.js")
+      res.writeHead(200, { "content-type": "text/javascript" }).end(readFileSync(DIST_BROWSER));
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -414,7 +500,10 @@ async function startStaticPage(): Promise<{ server: Server; origin: string }> {
 // As in browser.test.ts: skipped only off CI (.ci/run installs Debian's chromium); under CI a
 // missing browser makes the launch below fail instead of hiding the test.
 const haveChromium = existsSync(CHROMIUM) || process.env.CI !== undefined;
-if (!haveChromium) console.warn(`\n*** SKIPPED: the browser-bundle test needs ${CHROMIUM} (apt-get install chromium); under CI=true it fails instead ***\n`);
+if (!haveChromium)
+  console.warn(
+    `\n*** SKIPPED: the browser-bundle test needs ${CHROMIUM} (apt-get install chromium); under CI=true it fails instead ***\n`,
+  );
 
 describe.skipIf(!haveChromium)("browser bundle", () => {
   it("has no ws and no imports, and works in Chromium (msgpack request, event, close)", async () => {
@@ -422,7 +511,10 @@ describe.skipIf(!haveChromium)("browser bundle", () => {
     expect(src).not.toMatch(/\bfrom\s*["']|\bimport\s*\(|require\(/); // self-contained
     expect(src).not.toMatch(/["']ws["']|node:/);
     const { chromium } = await import("playwright-core");
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"] });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+    });
     try {
       const p = await browser.newPage();
       await p.goto(`${page!.origin}/`);
@@ -452,7 +544,12 @@ describe.skipIf(!haveChromium)("browser bundle", () => {
         await c.close();
         return { sessionId: hello.sessionId, echo, event, missing, state: c.state };
       }, gw.url);
-      expect(result).toMatchObject({ echo: { from: "browser", n: [1, 2, 3] }, event: { payload: "hi", event: "browser.self" }, missing: "METHOD_NOT_FOUND", state: "closed" });
+      expect(result).toMatchObject({
+        echo: { from: "browser", n: [1, 2, 3] },
+        event: { payload: "hi", event: "browser.self" },
+        missing: "METHOD_NOT_FOUND",
+        state: "closed",
+      });
       expect(typeof result.sessionId).toBe("string");
     } finally {
       await browser.close();

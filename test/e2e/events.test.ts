@@ -6,7 +6,13 @@ import { connected, httpGet, startGateway, TestClient, type Frame, type Gateway 
 const ADMIN = "admin-token-0123456789abcdef";
 let gw: Gateway;
 beforeAll(async () => {
-  gw = await startGateway({ WORKERS: "3", ADMIN_TOKEN: ADMIN, PUBLISH_ROLES: "operator,automation", RATE_RPC_PER_DEVICE: "100000/1s", MAX_PAYLOAD_BYTES: "65536" });
+  gw = await startGateway({
+    WORKERS: "3",
+    ADMIN_TOKEN: ADMIN,
+    PUBLISH_ROLES: "operator,automation",
+    RATE_RPC_PER_DEVICE: "100000/1s",
+    MAX_PAYLOAD_BYTES: "65536",
+  });
 });
 afterAll(async () => {
   await gw?.stop();
@@ -65,7 +71,9 @@ describe("filters and seq", () => {
 
   it("subscribe / unsubscribe change the agent set and what arrives", async () => {
     const c = await connected(gw, "f-sub", { agentIds: ["x"] });
-    expect((await c.request("events.subscribe", { agentIds: ["y", "x"] }, 1)).payload).toEqual({ agentIds: ["x", "y"] });
+    expect((await c.request("events.subscribe", { agentIds: ["y", "x"] }, 1)).payload).toEqual({
+      agentIds: ["x", "y"],
+    });
     await post({ event: "to-y", payload: 1, filter: { agentId: "y" } });
     await c.next(isEvent("to-y"));
     expect((await c.request("events.unsubscribe", { agentIds: ["y"] }, 2)).payload).toEqual({ agentIds: ["x"] });
@@ -73,7 +81,10 @@ describe("filters and seq", () => {
     await post({ event: "to-x", payload: 3, filter: { agentId: "x" } });
     await c.next(isEvent("to-x"));
     expect(c.frames.some((f) => f.event === "to-y-again")).toBe(false);
-    expect(await c.request("events.subscribe", { agentIds: "y" }, 3)).toMatchObject({ ok: false, error: { code: "BAD_REQUEST" } });
+    expect(await c.request("events.subscribe", { agentIds: "y" }, 3)).toMatchObject({
+      ok: false,
+      error: { code: "BAD_REQUEST" },
+    });
     c.close();
   });
 });
@@ -82,7 +93,11 @@ describe("events.publish", () => {
   it("broadcasts from an allowed role, the publisher included when the filter matches it", async () => {
     const pub = await connected(gw, "p-op", { role: "automation", agentIds: ["agent-p"] });
     const sub = await connected(gw, "p-sub", { role: "viewer", agentIds: ["agent-p"] });
-    const r = await pub.request("events.publish", { event: "note", payload: { hi: true }, filter: { agentId: "agent-p" } }, 1);
+    const r = await pub.request(
+      "events.publish",
+      { event: "note", payload: { hi: true }, filter: { agentId: "agent-p" } },
+      1,
+    );
     expect(r.ok).toBe(true);
     const seq = (r.payload as { seq: number }).seq;
     expect(await sub.next(isEvent("note"))).toEqual({ type: "event", event: "note", payload: { hi: true }, seq });
@@ -93,10 +108,18 @@ describe("events.publish", () => {
 
   it("answers FORBIDDEN to other roles and BAD_REQUEST to a malformed body", async () => {
     const c = await connected(gw, "p-viewer", { role: "viewer" });
-    expect(await c.request("events.publish", { event: "x", payload: 1 }, 1)).toMatchObject({ ok: false, error: { code: "FORBIDDEN" } });
+    expect(await c.request("events.publish", { event: "x", payload: 1 }, 1)).toMatchObject({
+      ok: false,
+      error: { code: "FORBIDDEN" },
+    });
     const op = await connected(gw, "p-op2", { role: "operator" });
-    expect(await op.request("events.publish", { payload: 1 }, 2)).toMatchObject({ ok: false, error: { code: "BAD_REQUEST" } });
-    expect(await op.request("events.publish", { event: "x", payload: 1, filter: { role: "BAD ROLE" } }, 3)).toMatchObject({ ok: false, error: { code: "BAD_REQUEST" } });
+    expect(await op.request("events.publish", { payload: 1 }, 2)).toMatchObject({
+      ok: false,
+      error: { code: "BAD_REQUEST" },
+    });
+    expect(
+      await op.request("events.publish", { event: "x", payload: 1, filter: { role: "BAD ROLE" } }, 3),
+    ).toMatchObject({ ok: false, error: { code: "BAD_REQUEST" } });
     c.close();
     op.close();
   });
@@ -115,7 +138,9 @@ describe("agent.run events", () => {
     expect(started.payload).toEqual({ runId, agentId: "agent-r" });
     expect(output.payload).toEqual({ runId, agentId: "agent-r", output: { prompt: "hi" } });
     expect(completed.payload).toEqual({ runId, agentId: "agent-r" });
-    expect((started.seq as number) < (output.seq as number) && (output.seq as number) < (completed.seq as number)).toBe(true);
+    expect((started.seq as number) < (output.seq as number) && (output.seq as number) < (completed.seq as number)).toBe(
+      true,
+    );
     await settle();
     expect(events(other)).toEqual([]);
     [watcher, other, runner].forEach((c) => c.close());
@@ -181,13 +206,23 @@ describe("POST /v1/events", () => {
     const read = async () => {
       const text = await (await httpGet(gw.port, "/metrics")).text();
       const v = (n: string) => Number(new RegExp(`^${n} (\\d+)`, "m").exec(text)?.[1]);
-      return { published: v("gateway_events_published_total"), delivered: v("gateway_events_delivered_total"), unmatched: v("gateway_events_unmatched_total") };
+      return {
+        published: v("gateway_events_published_total"),
+        delivered: v("gateway_events_delivered_total"),
+        unmatched: v("gateway_events_unmatched_total"),
+      };
     };
-    const subs = [await connected(gw, "m-sub-1", { agentIds: ["m-agent"] }), await connected(gw, "m-sub-2", { agentIds: ["m-agent"] }, "msgpack")];
+    const subs = [
+      await connected(gw, "m-sub-1", { agentIds: ["m-agent"] }),
+      await connected(gw, "m-sub-2", { agentIds: ["m-agent"] }, "msgpack"),
+    ];
     await settle(); // subscriber counts reach the coordinator
     const before = await read();
-    for (let i = 0; i < 3; i++) expect((await post({ event: "m.to-agent", payload: i, filter: { agentId: "m-agent" } })).status).toBe(202);
-    expect((await post({ event: "m.nobody", payload: 0, filter: { agentId: "m-agent-without-subscribers" } })).status).toBe(202);
+    for (let i = 0; i < 3; i++)
+      expect((await post({ event: "m.to-agent", payload: i, filter: { agentId: "m-agent" } })).status).toBe(202);
+    expect(
+      (await post({ event: "m.nobody", payload: 0, filter: { agentId: "m-agent-without-subscribers" } })).status,
+    ).toBe(202);
     for (const c of subs) for (let i = 0; i < 3; i++) expect((await c.next(isEvent("m.to-agent"))).payload).toBe(i);
     const after = await read();
     expect(after.published - before.published).toBe(4);
@@ -199,7 +234,12 @@ describe("POST /v1/events", () => {
 
 describe("backpressure", () => {
   it("drops events for a client that does not read, reports the count, and leaves others unaffected", async () => {
-    const g = await startGateway({ WORKERS: "2", ADMIN_TOKEN: ADMIN, OUTBOUND_QUEUE_BYTES: "262144", SLOW_CONSUMER_SEC: "60" });
+    const g = await startGateway({
+      WORKERS: "2",
+      ADMIN_TOKEN: ADMIN,
+      OUTBOUND_QUEUE_BYTES: "262144",
+      SLOW_CONSUMER_SEC: "60",
+    });
     try {
       const slow = await connected(g, "bp-slow");
       const fast = await connected(g, "bp-fast");
@@ -207,9 +247,11 @@ describe("backpressure", () => {
       socket.pause();
       const N = 300;
       const payload = "z".repeat(32 * 1024); // 300 × 32 KiB ≫ kernel buffers + the 256 KiB queue
-      for (let i = 0; i < N; i++) expect((await post({ event: "bulk", payload: { i, payload } }, ADMIN, g.port)).status).toBe(202);
+      for (let i = 0; i < N; i++)
+        expect((await post({ event: "bulk", payload: { i, payload } }, ADMIN, g.port)).status).toBe(202);
       // The fast client got everything, in order.
-      for (let i = 0; i < N; i++) expect(((await fast.next(isEvent("bulk"), 10_000)).payload as { i: number }).i).toBe(i);
+      for (let i = 0; i < N; i++)
+        expect(((await fast.next(isEvent("bulk"), 10_000)).payload as { i: number }).i).toBe(i);
       const metrics = await (await httpGet(g.port, "/metrics")).text();
       expect(Number(/^gateway_outbound_queue_bytes (\d+)/m.exec(metrics)?.[1])).toBeLessThanOrEqual(262144);
       expect(Number(/^gateway_events_dropped_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
@@ -227,14 +269,22 @@ describe("backpressure", () => {
   }, 60_000);
 
   it("closes a consumer that stays over the bound for SLOW_CONSUMER_SEC with 4009, not before", async () => {
-    const g = await startGateway({ WORKERS: "1", ADMIN_TOKEN: ADMIN, OUTBOUND_QUEUE_BYTES: "65536", SLOW_CONSUMER_SEC: "2" });
+    const g = await startGateway({
+      WORKERS: "1",
+      ADMIN_TOKEN: ADMIN,
+      OUTBOUND_QUEUE_BYTES: "65536",
+      SLOW_CONSUMER_SEC: "2",
+    });
     try {
       const slow = await connected(g, "sc-slow");
       const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
       socket.pause();
       const payload = "q".repeat(32 * 1024);
       const t0 = Date.now();
-      const closes = async () => Number(/^gateway_slow_consumer_closes_total (\d+)/m.exec(await (await httpGet(g.port, "/metrics")).text())?.[1]);
+      const closes = async () =>
+        Number(
+          /^gateway_slow_consumer_closes_total (\d+)/m.exec(await (await httpGet(g.port, "/metrics")).text())?.[1],
+        );
       let sawZeroAt = 0;
       while (Date.now() - t0 < 6000 && (await closes()) === 0) {
         sawZeroAt = Date.now() - t0;

@@ -27,7 +27,17 @@ const MAX_PAYLOAD_BYTES = 262_144;
 const SEED = 0x6f757a7a; // fixed: reproducible runs
 const BAD_FRAME_LIMIT = 10; // PROTOCOL.md §2: the 10th bad frame within a minute closes with 1008
 const REPLY_TIMEOUT_MS = 5_000;
-const ERROR_CODES = new Set(["BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "METHOD_NOT_FOUND", "RATE_LIMITED", "PAYLOAD_TOO_LARGE", "INVALID_SESSION", "UNAVAILABLE", "INTERNAL"]);
+const ERROR_CODES = new Set([
+  "BAD_REQUEST",
+  "UNAUTHORIZED",
+  "FORBIDDEN",
+  "METHOD_NOT_FOUND",
+  "RATE_LIMITED",
+  "PAYLOAD_TOO_LARGE",
+  "INVALID_SESSION",
+  "UNAVAILABLE",
+  "INTERNAL",
+]);
 // Transport behaviour, not the gateway's code: uWebSockets.js validates UTF-8 in text frames
 // itself and, on invalid UTF-8, fails the connection by closing TCP without a close frame
 // (observed: the client sees 1006 "abnormal closure", not the 1007 RFC 6455 §7.4.1 suggests).
@@ -47,7 +57,8 @@ const packr = new Packr({ useRecords: false, structuredClone: false });
 const recordPackr = new Packr({ useRecords: true, structuredClone: false });
 const clonePackr = new Packr({ useRecords: false, structuredClone: true });
 
-const isId = (v: unknown): v is RequestId => typeof v === "string" || (typeof v === "number" && Number.isSafeInteger(v));
+const isId = (v: unknown): v is RequestId =>
+  typeof v === "string" || (typeof v === "number" && Number.isSafeInteger(v));
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 function isUtf8(b: Uint8Array): boolean {
@@ -131,7 +142,9 @@ function predict(f: FuzzFrame, enc: Enc): Outcome {
   if (v.type === "pong") {
     // A pong with an integer seq ≥ 0 is a client frame (ignored unless it answers a ping). The
     // gateway treats a negative or non-safe-integer seq as a bad frame (BAD_REQUEST, id null).
-    return typeof v.seq === "number" && Number.isSafeInteger(v.seq) && v.seq >= 0 ? { kind: "pong" } : { kind: "bad", id: null };
+    return typeof v.seq === "number" && Number.isSafeInteger(v.seq) && v.seq >= 0
+      ? { kind: "pong" }
+      : { kind: "bad", id: null };
   }
   // Not a client frame. The contract promises the id back for a `req`; for other types the
   // gateway echoes a readable id too — accept either that id or null.
@@ -159,8 +172,13 @@ function connectParamsProblem(p: unknown): string | undefined {
     if (!Array.isArray(p.agentIds) || p.agentIds.length > 256) return "agentIds";
     if (!p.agentIds.every((a) => typeof a === "string" && DEVICE_ID_RE.test(a))) return "agentIds entry";
   }
-  if (p.auth !== undefined && (!isObj(p.auth) || typeof p.auth.token !== "string" || p.auth.token.length > 4096)) return "auth";
-  if (p.resume !== undefined && (!isObj(p.resume) || typeof p.resume.sessionToken !== "string" || p.resume.sessionToken.length > 4096)) return "resume";
+  if (p.auth !== undefined && (!isObj(p.auth) || typeof p.auth.token !== "string" || p.auth.token.length > 4096))
+    return "auth";
+  if (
+    p.resume !== undefined &&
+    (!isObj(p.resume) || typeof p.resume.sessionToken !== "string" || p.resume.sessionToken.length > 4096)
+  )
+    return "resume";
   return undefined;
 }
 
@@ -231,7 +249,8 @@ const DEEP = 10_000;
 const deepJsonArray = (n: number): string => "[".repeat(n) + "]".repeat(n);
 const deepJsonMap = (n: number): string => '{"a":'.repeat(n) + "1" + "}".repeat(n);
 const mpDeepArray = (n: number): Buffer => Buffer.concat([Buffer.alloc(n, 0x91), Buffer.from([0x01])]);
-const mpDeepMap = (n: number): Buffer => Buffer.concat([Buffer.from(Array.from({ length: n }, () => [0x81, 0xa1, 0x61]).flat()), Buffer.from([0x01])]);
+const mpDeepMap = (n: number): Buffer =>
+  Buffer.concat([Buffer.from(Array.from({ length: n }, () => [0x81, 0xa1, 0x61]).flat()), Buffer.from([0x01])]);
 
 /** A msgpack req frame whose params are the given raw msgpack bytes. */
 function mpReqWith(id: RequestId, rawParams: Buffer, method = "echo"): Buffer {
@@ -305,8 +324,14 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
       ["id 1.5", '{"type":"req","id":1.5,"method":"echo"}'],
       ["id 1e2", '{"type":"req","id":1e2,"method":"echo"}'],
       ["id 5e-324", '{"type":"req","id":5e-324,"method":"echo"}'],
-      ["params huge numbers", '{"type":"req","id":"n","method":"echo","params":[1e400,-1e400,-0,2e-400,123456789012345678901234567890,1.7976931348623157e308]}'],
-      ["NaN-ish strings", '{"type":"req","id":"NaN","method":"echo","params":["NaN","Infinity","-Infinity","-0","1e400"]}'],
+      [
+        "params huge numbers",
+        '{"type":"req","id":"n","method":"echo","params":[1e400,-1e400,-0,2e-400,123456789012345678901234567890,1.7976931348623157e308]}',
+      ],
+      [
+        "NaN-ish strings",
+        '{"type":"req","id":"NaN","method":"echo","params":["NaN","Infinity","-Infinity","-0","1e400"]}',
+      ],
       ["id NaN token", '{"type":"req","id":NaN,"method":"echo"}'],
       ["id Infinity token", '{"type":"req","id":Infinity,"method":"echo"}'],
       ["bare NaN", "NaN"],
@@ -318,11 +343,18 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
       ["pong seq 2**64", '{"type":"pong","seq":18446744073709551616}'],
       ["pong seq -1", '{"type":"pong","seq":-1}'],
       ["pong seq 0.5", '{"type":"pong","seq":0.5}'],
-      ["pong seq \"1\"", '{"type":"pong","seq":"1"}'],
-      ["connect deviceId 1e400", '{"type":"req","id":"c","method":"connect","params":{"deviceId":1e400,"role":"operator"}}'],
-      ["connect id 1e400", '{"type":"req","id":1e400,"method":"connect","params":{"deviceId":"fz-n","role":"operator"}}'],
+      ['pong seq "1"', '{"type":"pong","seq":"1"}'],
+      [
+        "connect deviceId 1e400",
+        '{"type":"req","id":"c","method":"connect","params":{"deviceId":1e400,"role":"operator"}}',
+      ],
+      [
+        "connect id 1e400",
+        '{"type":"req","id":1e400,"method":"connect","params":{"deviceId":"fz-n","role":"operator"}}',
+      ],
       ["connect id -0", '{"type":"req","id":-0,"method":"connect","params":{"deviceId":"fz-n","role":"operator"}}'],
-    ] as const) add(name, text);
+    ] as const)
+      add(name, text);
   } else {
     const f64 = (x: number): Buffer => {
       const b = Buffer.alloc(9);
@@ -339,8 +371,32 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
     const u64max = Buffer.from([0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     const i64min = Buffer.from([0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]);
     const reqIdRaw = (idRaw: Buffer, params: Buffer = Buffer.from([0x01])): Buffer =>
-      Buffer.concat([Buffer.from([0x84, 0xa4]), Buffer.from("type"), Buffer.from([0xa3]), Buffer.from("req"), Buffer.from([0xa2]), Buffer.from("id"), idRaw, Buffer.from([0xa6]), Buffer.from("method"), Buffer.from([0xa4]), Buffer.from("echo"), Buffer.from([0xa6]), Buffer.from("params"), params]);
-    const pongRaw = (seqRaw: Buffer): Buffer => Buffer.concat([Buffer.from([0x82, 0xa4]), Buffer.from("type"), Buffer.from([0xa4]), Buffer.from("pong"), Buffer.from([0xa3]), Buffer.from("seq"), seqRaw]);
+      Buffer.concat([
+        Buffer.from([0x84, 0xa4]),
+        Buffer.from("type"),
+        Buffer.from([0xa3]),
+        Buffer.from("req"),
+        Buffer.from([0xa2]),
+        Buffer.from("id"),
+        idRaw,
+        Buffer.from([0xa6]),
+        Buffer.from("method"),
+        Buffer.from([0xa4]),
+        Buffer.from("echo"),
+        Buffer.from([0xa6]),
+        Buffer.from("params"),
+        params,
+      ]);
+    const pongRaw = (seqRaw: Buffer): Buffer =>
+      Buffer.concat([
+        Buffer.from([0x82, 0xa4]),
+        Buffer.from("type"),
+        Buffer.from([0xa4]),
+        Buffer.from("pong"),
+        Buffer.from([0xa3]),
+        Buffer.from("seq"),
+        seqRaw,
+      ]);
     add("id float64 -0", reqIdRaw(f64(-0), f64(-0)));
     add("id float64 NaN", reqIdRaw(f64(NaN)));
     add("id float64 Infinity", reqIdRaw(f64(Infinity), f64(-Infinity)));
@@ -351,7 +407,10 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
     add("id float32 NaN", reqIdRaw(f32(NaN), f32(0.1)));
     add("id uint64 max", reqIdRaw(u64max, u64max));
     add("id int64 min", reqIdRaw(i64min, i64min));
-    add("params NaN-ish strings", mpReqWith("NaN", Buffer.from(packr.pack(["NaN", "Infinity", "-Infinity", "-0", "1e400"]))));
+    add(
+      "params NaN-ish strings",
+      mpReqWith("NaN", Buffer.from(packr.pack(["NaN", "Infinity", "-Infinity", "-0", "1e400"]))),
+    );
     add("params bigint ext 2**64", mpReqWith("big", mpExt(0x42, Buffer.from([0x01, 0, 0, 0, 0, 0, 0, 0, 0]))));
     add("pong seq float64 -0", pongRaw(f64(-0)));
     add("pong seq float64 NaN", pongRaw(f64(NaN)));
@@ -366,7 +425,10 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
   const full = { type: "req", id: "t", method: "echo", params: { k: [1, 2.5, "s", null, true, { z: "ü😀" }] } };
   const fullData = encodeValue(full, enc)!;
   for (let i = 0; i < fullData.length; i++) add(`truncated req at ${i}/${fullData.length}`, fullData.subarray(0, i));
-  const conn = encodeValue({ type: "req", id: "c", method: "connect", params: { deviceId: "fz-trunc", role: "operator" } }, enc)!;
+  const conn = encodeValue(
+    { type: "req", id: "c", method: "connect", params: { deviceId: "fz-trunc", role: "operator" } },
+    enc,
+  )!;
   for (let i = 1; i < conn.length; i += 3) add(`truncated connect at ${i}/${conn.length}`, conn.subarray(0, i));
   add("req plus trailing garbage", Buffer.concat([fullData, Buffer.from([0x00, 0xc1])]));
   add("two frames in one", Buffer.concat([fullData, fullData]));
@@ -376,7 +438,11 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
   // Invalid UTF-8: as text frames the transport drops the connection; as binary frames on a JSON
   // connection the gateway's fatal decoder refuses them (BAD_REQUEST).
   for (const [name, bytes] of INVALID_UTF8) {
-    const inFrame = Buffer.concat([Buffer.from('{"type":"req","id":"u","method":"echo","params":"'), Buffer.from(bytes), Buffer.from('"}')]);
+    const inFrame = Buffer.concat([
+      Buffer.from('{"type":"req","id":"u","method":"echo","params":"'),
+      Buffer.from(bytes),
+      Buffer.from('"}'),
+    ]);
     add(`invalid UTF-8 text frame (${name})`, inFrame, false);
     add(`invalid UTF-8 binary frame (${name})`, inFrame, true);
   }
@@ -384,30 +450,83 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
 
   // Lone surrogates: escaped in JSON (valid JSON, a string with a lone surrogate) or as a JS string.
   if (enc === "json") {
-    add("escaped lone surrogates", '{"type":"req","id":"\\ud800","method":"echo","params":["\\udfff","a\\ud83d","\\ude00b"]}');
+    add(
+      "escaped lone surrogates",
+      '{"type":"req","id":"\\ud800","method":"echo","params":["\\udfff","a\\ud83d","\\ude00b"]}',
+    );
     add("escaped lone surrogate method", '{"type":"req","id":"ls","method":"\\ud800"}');
-    add("escaped lone surrogate deviceId", '{"type":"req","id":"c","method":"connect","params":{"deviceId":"\\udc00","role":"operator"}}');
+    add(
+      "escaped lone surrogate deviceId",
+      '{"type":"req","id":"c","method":"connect","params":{"deviceId":"\\udc00","role":"operator"}}',
+    );
     add("BOM then a valid req", "\ufeff" + '{"type":"req","id":"bom","method":"echo","params":1}');
     add("duplicate keys (last wins)", '{"type":"pong","type":"req","id":1,"id":"dup","method":"x","method":"echo"}');
-    add("__proto__ key", '{"type":"req","id":"proto","method":"echo","params":{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}}');
+    add(
+      "__proto__ key",
+      '{"type":"req","id":"proto","method":"echo","params":{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}}',
+    );
     add("__proto__ type", '{"__proto__":{"type":"req","id":"pp","method":"echo"}}');
   } else {
     addV("lone surrogates", { type: "req", id: "\ud800", method: "echo", params: ["\udfff", "a\ud83d", "\ude00b"] });
     add("lone surrogate as CESU bytes in str", mpReqWith("ls", Buffer.from([0xa3, 0xed, 0xa0, 0x80])));
     add("invalid UTF-8 in msgpack str", mpReqWith("u8", Buffer.from([0xa2, 0xff, 0xfe])));
-    add("__proto__ key", mpReqWith("proto", Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from("__proto__"), Buffer.from([0x81, 0xa8]), Buffer.from("polluted"), Buffer.from([0x01])])));
-    add("__proto__ type", Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from("__proto__"), Buffer.from(packr.pack({ type: "req", id: "pp", method: "echo" }))]));
+    add(
+      "__proto__ key",
+      mpReqWith(
+        "proto",
+        Buffer.concat([
+          Buffer.from([0x81, 0xa9]),
+          Buffer.from("__proto__"),
+          Buffer.from([0x81, 0xa8]),
+          Buffer.from("polluted"),
+          Buffer.from([0x01]),
+        ]),
+      ),
+    );
+    add(
+      "__proto__ type",
+      Buffer.concat([
+        Buffer.from([0x81, 0xa9]),
+        Buffer.from("__proto__"),
+        Buffer.from(packr.pack({ type: "req", id: "pp", method: "echo" })),
+      ]),
+    );
   }
   addV("{} probe (no type, no prototype pollution)", {});
-  for (const m of ["constructor", "__proto__", "toString", "hasOwnProperty", "x".repeat(128), "x".repeat(129), "ECHO", "echo ", " echo", "echo\u0000"]) {
-    addV(`method ${JSON.stringify(m.length > 20 ? `${m.slice(0, 8)}…(${m.length})` : m)}`, { type: "req", id: `m-${m.length}`, method: m, params: 1 });
+  for (const m of [
+    "constructor",
+    "__proto__",
+    "toString",
+    "hasOwnProperty",
+    "x".repeat(128),
+    "x".repeat(129),
+    "ECHO",
+    "echo ",
+    " echo",
+    "echo\u0000",
+  ]) {
+    addV(`method ${JSON.stringify(m.length > 20 ? `${m.slice(0, 8)}…(${m.length})` : m)}`, {
+      type: "req",
+      id: `m-${m.length}`,
+      method: m,
+      params: 1,
+    });
   }
 
   // msgpack garbage: ext types, msgpackr's record / structured-clone / bundled-string extensions,
   // huge declared lengths, the never-used byte 0xc1.
   if (enc === "msgpack") {
     const extTypes = [-128, -2, -1, 0, 1, 0x42, 0x62, 0x65, 0x69, 0x70, 0x72, 0x73, 0x74, 0x78, 0x7f];
-    const payloads = [[], [0], [0xff, 0xff], [0, 0, 0, 1], [0x10, 1, 2, 3, 4, 5, 6, 7], Array.from({ length: 16 }, (_, i) => i * 17), Array.from({ length: 3 }, () => 0x92), Array.from({ length: 300 }, (_, i) => i & 0xff)];
+    const payloads = [
+      [],
+      [0],
+      [0xff, 0xff],
+      [0, 0, 0, 1],
+      [0x10, 1, 2, 3, 4, 5, 6, 7],
+      Array.from({ length: 16 }, (_, i) => i * 17),
+      Array.from({ length: 3 }, () => 0x92),
+      Array.from({ length: 300 }, (_, i) => i & 0xff),
+    ];
     for (const t of extTypes) {
       for (const p of payloads) {
         const ext = mpExt(t, Uint8Array.from(p));
@@ -416,23 +535,78 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
       }
     }
     add("ext 0x42 bigint of 4000 bytes", mpReqWith("bigbig", mpExt(0x42, Buffer.alloc(4000, 0x7f))));
-    add("ext -1 timestamp 96-bit bad nanos", mpReqWith("ts", mpExt(-1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))));
-    add("ext 0x78 regexp invalid", mpReqWith("re", Buffer.concat([Buffer.from([0xd4, 0x78, 0x00]), Buffer.from(packr.pack(["(", "g"]))])));
-    add("ext 0x78 regexp catastrophic", mpReqWith("re2", Buffer.concat([Buffer.from([0xd4, 0x78, 0x00]), Buffer.from(packr.pack(["(a+)+$", "gimsuy"]))])));
-    add("ext 0x65 error", mpReqWith("err", Buffer.concat([Buffer.from([0xd4, 0x65, 0x00]), Buffer.from(packr.pack(["TypeError", "boom", { cause: 1 }]))])));
-    add("ext 0x65 error not an array", mpReqWith("err2", Buffer.concat([Buffer.from([0xd4, 0x65, 0x00]), Buffer.from([0x05])])));
-    add("ext 0x73 set of a map", mpReqWith("set", Buffer.concat([Buffer.from([0xd4, 0x73, 0x00]), Buffer.from(packr.pack({ a: 1 }))])));
-    add("ext 0x62 bundle huge size", mpReqWith("bundle", Buffer.from([0xd6, 0x62, 0x7f, 0xff, 0xff, 0xff, 0xa1, 0x61])));
-    add("ext 0x62 bundle negative size", mpReqWith("bundle2", Buffer.from([0xd6, 0x62, 0xff, 0xff, 0xff, 0xf0, 0xa1, 0x61])));
+    add(
+      "ext -1 timestamp 96-bit bad nanos",
+      mpReqWith("ts", mpExt(-1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))),
+    );
+    add(
+      "ext 0x78 regexp invalid",
+      mpReqWith("re", Buffer.concat([Buffer.from([0xd4, 0x78, 0x00]), Buffer.from(packr.pack(["(", "g"]))])),
+    );
+    add(
+      "ext 0x78 regexp catastrophic",
+      mpReqWith("re2", Buffer.concat([Buffer.from([0xd4, 0x78, 0x00]), Buffer.from(packr.pack(["(a+)+$", "gimsuy"]))])),
+    );
+    add(
+      "ext 0x65 error",
+      mpReqWith(
+        "err",
+        Buffer.concat([Buffer.from([0xd4, 0x65, 0x00]), Buffer.from(packr.pack(["TypeError", "boom", { cause: 1 }]))]),
+      ),
+    );
+    add(
+      "ext 0x65 error not an array",
+      mpReqWith("err2", Buffer.concat([Buffer.from([0xd4, 0x65, 0x00]), Buffer.from([0x05])])),
+    );
+    add(
+      "ext 0x73 set of a map",
+      mpReqWith("set", Buffer.concat([Buffer.from([0xd4, 0x73, 0x00]), Buffer.from(packr.pack({ a: 1 }))])),
+    );
+    add(
+      "ext 0x62 bundle huge size",
+      mpReqWith("bundle", Buffer.from([0xd6, 0x62, 0x7f, 0xff, 0xff, 0xff, 0xa1, 0x61])),
+    );
+    add(
+      "ext 0x62 bundle negative size",
+      mpReqWith("bundle2", Buffer.from([0xd6, 0x62, 0xff, 0xff, 0xff, 0xf0, 0xa1, 0x61])),
+    );
     // A record definition (0xd4 0x72 slot) decoding to a valid req, then a frame whose byte 0x40
     // (the integer 64) must not be read as that record: decoder state must not leak across frames.
-    const rec = Buffer.concat([Buffer.from([0xd4, 0x72, 0x40]), Buffer.from(packr.pack(["type", "id", "method", "params"])), Buffer.from(packr.pack("req")), Buffer.from(packr.pack("rec")), Buffer.from(packr.pack("echo")), Buffer.from([0x40])]);
+    const rec = Buffer.concat([
+      Buffer.from([0xd4, 0x72, 0x40]),
+      Buffer.from(packr.pack(["type", "id", "method", "params"])),
+      Buffer.from(packr.pack("req")),
+      Buffer.from(packr.pack("rec")),
+      Buffer.from(packr.pack("echo")),
+      Buffer.from([0x40]),
+    ]);
     add("record definition decoding to a req", rec);
     add("0x40 after a record definition is 64", mpReqWith("after-rec", Buffer.from([0x40])), true, { value: 64 });
     add("record reference never defined", mpReqWith("undef-rec", Buffer.from([0x41, 0x01, 0x02])));
     add("record definition with a non-array", mpReqWith("rec-bad", Buffer.from([0xd4, 0x72, 0x42, 0x05])));
-    add("record definition keys __proto__", mpReqWith("rec-proto", Buffer.concat([Buffer.from([0xd4, 0x72, 0x43]), Buffer.from(packr.pack(["__proto__"])), Buffer.from(packr.pack({ polluted: 1 }))])));
-    const withRecords = msgpackBytes({ type: "req", id: "records", method: "echo", params: [{ a: 1, b: 2 }, { a: 3, b: 4 }] }, recordPackr);
+    add(
+      "record definition keys __proto__",
+      mpReqWith(
+        "rec-proto",
+        Buffer.concat([
+          Buffer.from([0xd4, 0x72, 0x43]),
+          Buffer.from(packr.pack(["__proto__"])),
+          Buffer.from(packr.pack({ polluted: 1 })),
+        ]),
+      ),
+    );
+    const withRecords = msgpackBytes(
+      {
+        type: "req",
+        id: "records",
+        method: "echo",
+        params: [
+          { a: 1, b: 2 },
+          { a: 3, b: 4 },
+        ],
+      },
+      recordPackr,
+    );
     if (withRecords) add("frame packed with records", withRecords);
     const cyc: Record<string, unknown> = { type: "req", id: "cycle", method: "echo" };
     cyc.params = { self: cyc };
@@ -450,12 +624,19 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
       ["array32 1M of nil", [0xdd, 0x00, 0x10, 0x00, 0x00]],
       ["str8 255 with 2 bytes", [0xd9, 0xff]],
     ] as const) {
-      add(`huge declared length ${name} as params`, mpReqWith("huge", Buffer.concat([Buffer.from(head), Buffer.from([0x61, 0x62])])));
+      add(
+        `huge declared length ${name} as params`,
+        mpReqWith("huge", Buffer.concat([Buffer.from(head), Buffer.from([0x61, 0x62])])),
+      );
       add(`huge declared length ${name} as frame`, Buffer.concat([Buffer.from(head), Buffer.from([0x61, 0x62])]));
     }
     add("0xc1 alone", Buffer.from([0xc1]));
     add("0xc1 as params", mpReqWith("c1", Buffer.from([0xc1])));
-    add("msgpack frame as a text frame (valid UTF-8)", Buffer.from(packr.pack({ type: "req", id: "txt", method: "echo", params: "t" })), false);
+    add(
+      "msgpack frame as a text frame (valid UTF-8)",
+      Buffer.from(packr.pack({ type: "req", id: "txt", method: "echo", params: "t" })),
+      false,
+    );
     add("JSON text on a msgpack connection", '{"type":"req","id":"j","method":"echo"}', false);
   } else {
     add("valid req as a binary frame", '{"type":"req","id":"b","method":"echo","params":"b"}', true);
@@ -469,7 +650,9 @@ function handWritten(enc: Enc, phase: "first" | "after"): FuzzFrame[] {
       return Buffer.from(head + "x".repeat(n - head.length - 2) + '"}');
     }
     const probe = Buffer.from(packr.pack({ type: "req", id: "size", method: "echo", params: "x".repeat(n) }));
-    return Buffer.from(packr.pack({ type: "req", id: "size", method: "echo", params: "x".repeat(n - (probe.length - n)) }));
+    return Buffer.from(
+      packr.pack({ type: "req", id: "size", method: "echo", params: "x".repeat(n - (probe.length - n)) }),
+    );
   };
   if (phase === "after") {
     const exact = sized(MAX_PAYLOAD_BYTES);
@@ -518,8 +701,18 @@ const TEMPLATES: Record<string, Record<string, unknown>> = {
   "res error": { type: "res", id: 1, ok: false, error: { code: "BAD_REQUEST", message: "m", retryAfterMs: 1 } },
   event: { type: "event", event: "e", payload: 1, seq: 1 },
   ping: { type: "ping", seq: 1, ts: 1 },
-  connect: { type: "req", id: "c", method: "connect", params: { deviceId: "fz-sweep", role: "operator", agentIds: ["agent-a"], auth: { token: "t".repeat(16) } } },
-  "connect resume": { type: "req", id: "r", method: "connect", params: { deviceId: "fz-sweep", role: "operator", resume: { sessionToken: "AAAA.BBBB" } } },
+  connect: {
+    type: "req",
+    id: "c",
+    method: "connect",
+    params: { deviceId: "fz-sweep", role: "operator", agentIds: ["agent-a"], auth: { token: "t".repeat(16) } },
+  },
+  "connect resume": {
+    type: "req",
+    id: "r",
+    method: "connect",
+    params: { deviceId: "fz-sweep", role: "operator", resume: { sessionToken: "AAAA.BBBB" } },
+  },
 };
 
 function paths(v: unknown, prefix: string[] = []): string[][] {
@@ -556,12 +749,38 @@ function sweep(enc: Enc, only?: (template: string) => boolean): FuzzFrame[] {
 
 // ---- random frames (fast-check, fixed seeds) ----
 
-const METHODS = ["echo", "connect", "events.subscribe", "events.unsubscribe", "events.publish", "agent.run", "no.such.method"];
+const METHODS = [
+  "echo",
+  "connect",
+  "events.subscribe",
+  "events.unsubscribe",
+  "events.publish",
+  "agent.run",
+  "no.such.method",
+];
 
 function randomArbitrary(enc: Enc): fc.Arbitrary<FuzzFrame> {
   const bin = enc === "msgpack";
   const scalar = fc.oneof(
-    fc.constantFrom<unknown>(null, true, false, 0, -1, 2 ** 53, 2 ** 53 - 1, -(2 ** 53), Number.MAX_VALUE, RAW("1e400"), RAW("-0"), RAW("18446744073709551616"), "", "NaN", "Infinity", "\ud800", "\udfff"),
+    fc.constantFrom<unknown>(
+      null,
+      true,
+      false,
+      0,
+      -1,
+      2 ** 53,
+      2 ** 53 - 1,
+      -(2 ** 53),
+      Number.MAX_VALUE,
+      RAW("1e400"),
+      RAW("-0"),
+      RAW("18446744073709551616"),
+      "",
+      "NaN",
+      "Infinity",
+      "\ud800",
+      "\udfff",
+    ),
     fc.integer(),
     fc.double({ noNaN: enc === "json" }),
     fc.string({ maxLength: 30 }),
@@ -570,22 +789,75 @@ function randomArbitrary(enc: Enc): fc.Arbitrary<FuzzFrame> {
   const value = fc.oneof(
     { arbitrary: scalar, weight: 3 },
     { arbitrary: fc.jsonValue({ maxDepth: 3 }), weight: 2 },
-    { arbitrary: fc.anything({ maxDepth: 3, maxKeys: 5, withBigInt: bin, withDate: bin, withTypedArray: bin, withNullPrototype: true, withSet: bin, withMap: bin }), weight: 1 },
+    {
+      arbitrary: fc.anything({
+        maxDepth: 3,
+        maxKeys: 5,
+        withBigInt: bin,
+        withDate: bin,
+        withTypedArray: bin,
+        withNullPrototype: true,
+        withSet: bin,
+        withMap: bin,
+      }),
+      weight: 1,
+    },
   );
-  const agentId = fc.oneof(fc.constantFrom("agent-a", "agent-b", "", "bad id", "x".repeat(129)), fc.string({ maxLength: 12 }));
+  const agentId = fc.oneof(
+    fc.constantFrom("agent-a", "agent-b", "", "bad id", "x".repeat(129)),
+    fc.string({ maxLength: 12 }),
+  );
   const params = fc.oneof(
     value,
     fc.record({ agentIds: fc.oneof(fc.array(agentId, { maxLength: 4 }), value) }, { requiredKeys: [] }),
-    fc.record({ event: fc.oneof(fc.constantFrom("fz.event", ""), value), payload: value, filter: fc.oneof(fc.constant(null), fc.record({ agentId: fc.oneof(agentId, value), role: fc.oneof(fc.constantFrom("operator", "Operator"), value) }, { requiredKeys: [] }), value) }, { requiredKeys: [] }),
+    fc.record(
+      {
+        event: fc.oneof(fc.constantFrom("fz.event", ""), value),
+        payload: value,
+        filter: fc.oneof(
+          fc.constant(null),
+          fc.record(
+            { agentId: fc.oneof(agentId, value), role: fc.oneof(fc.constantFrom("operator", "Operator"), value) },
+            { requiredKeys: [] },
+          ),
+          value,
+        ),
+      },
+      { requiredKeys: [] },
+    ),
     fc.record({ agentId: fc.oneof(agentId, value), input: value }, { requiredKeys: [] }),
-    fc.record({ deviceId: fc.oneof(fc.constantFrom("fz-rand", "", "bad id"), value), role: fc.oneof(fc.constantFrom("operator", "OP"), value), agentIds: fc.oneof(fc.array(agentId, { maxLength: 3 }), value), auth: fc.oneof(fc.record({ token: value }), value), resume: fc.oneof(fc.record({ sessionToken: value }), value) }, { requiredKeys: [] }),
+    fc.record(
+      {
+        deviceId: fc.oneof(fc.constantFrom("fz-rand", "", "bad id"), value),
+        role: fc.oneof(fc.constantFrom("operator", "OP"), value),
+        agentIds: fc.oneof(fc.array(agentId, { maxLength: 3 }), value),
+        auth: fc.oneof(fc.record({ token: value }), value),
+        resume: fc.oneof(fc.record({ sessionToken: value }), value),
+      },
+      { requiredKeys: [] },
+    ),
   );
   // Mostly valid bodies for the methods that take them, so that broadcasts and runs happen under fuzz too.
-  const publishBody = fc.record({ event: fc.constantFrom("fz.event", "fz:x-1"), payload: value, filter: fc.oneof(fc.constant(null), fc.record({ agentId: fc.constantFrom("agent-a", "agent-b"), role: fc.constantFrom("operator", "viewer") }, { requiredKeys: [] })) }, { requiredKeys: ["event", "payload"] });
+  const publishBody = fc.record(
+    {
+      event: fc.constantFrom("fz.event", "fz:x-1"),
+      payload: value,
+      filter: fc.oneof(
+        fc.constant(null),
+        fc.record(
+          { agentId: fc.constantFrom("agent-a", "agent-b"), role: fc.constantFrom("operator", "viewer") },
+          { requiredKeys: [] },
+        ),
+      ),
+    },
+    { requiredKeys: ["event", "payload"] },
+  );
   // Inputs stay JSON-encodable (msgpack BigInts here fit 64 bits and decode as numbers); inputs
   // JSON cannot encode have their own regression case at the end of this file.
   const runBody = fc.record({ agentId: fc.constantFrom("agent-a", "agent-b"), input: value });
-  const agentsBody = fc.record({ agentIds: fc.array(fc.constantFrom("agent-a", "agent-b", "agent-c"), { maxLength: 3 }) });
+  const agentsBody = fc.record({
+    agentIds: fc.array(fc.constantFrom("agent-a", "agent-b", "agent-c"), { maxLength: 3 }),
+  });
   const methodAndParams = fc.oneof(
     fc.tuple(fc.constantFrom(...METHODS), params),
     fc.tuple(fc.constant("echo"), value),
@@ -595,9 +867,20 @@ function randomArbitrary(enc: Enc): fc.Arbitrary<FuzzFrame> {
   );
   const frameShaped = fc.record(
     {
-      type: fc.oneof({ arbitrary: fc.constantFrom("req", "pong"), weight: 6 }, { arbitrary: fc.constantFrom("res", "event", "ping", "REQ", "req ", ""), weight: 1 }, { arbitrary: value, weight: 1 }),
-      id: fc.oneof({ arbitrary: fc.oneof(fc.string({ maxLength: 12 }), fc.integer()), weight: 4 }, { arbitrary: value, weight: 1 }),
-      method: fc.oneof({ arbitrary: fc.constantFrom(...METHODS), weight: 6 }, { arbitrary: fc.string({ maxLength: 140 }), weight: 1 }, { arbitrary: value, weight: 1 }),
+      type: fc.oneof(
+        { arbitrary: fc.constantFrom("req", "pong"), weight: 6 },
+        { arbitrary: fc.constantFrom("res", "event", "ping", "REQ", "req ", ""), weight: 1 },
+        { arbitrary: value, weight: 1 },
+      ),
+      id: fc.oneof(
+        { arbitrary: fc.oneof(fc.string({ maxLength: 12 }), fc.integer()), weight: 4 },
+        { arbitrary: value, weight: 1 },
+      ),
+      method: fc.oneof(
+        { arbitrary: fc.constantFrom(...METHODS), weight: 6 },
+        { arbitrary: fc.string({ maxLength: 140 }), weight: 1 },
+        { arbitrary: value, weight: 1 },
+      ),
       params,
       seq: fc.oneof(fc.nat(), value),
       ok: value,
@@ -607,26 +890,46 @@ function randomArbitrary(enc: Enc): fc.Arbitrary<FuzzFrame> {
   );
   // A well-formed request envelope with fuzzed params: reaches the handlers (and their validation).
   const reqShaped = fc
-    .tuple(fc.oneof(fc.string({ maxLength: 12 }), fc.integer(), fc.constantFrom(0, -1, 2 ** 53 - 1, -(2 ** 53 - 1), "")), methodAndParams)
+    .tuple(
+      fc.oneof(fc.string({ maxLength: 12 }), fc.integer(), fc.constantFrom(0, -1, 2 ** 53 - 1, -(2 ** 53 - 1), "")),
+      methodAndParams,
+    )
     .map(([id, [method, p]]) => ({ type: "req", id, method, params: p }));
-  const encoded = fc.oneof({ arbitrary: frameShaped, weight: 3 }, { arbitrary: reqShaped, weight: 2 }).map((v) => encodeValue(v, enc)).filter((b): b is Buffer => b !== undefined);
-  const mutate = fc.tuple(encoded, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom("truncate", "flip", "insert", "drop")).map(([b, at, byte, how]) => {
-    if (b.length === 0) return b;
-    const i = at % b.length;
-    if (how === "truncate") return b.subarray(0, i);
-    if (how === "flip") return Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i + 1)]);
-    if (how === "insert") return Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i)]);
-    return Buffer.concat([b.subarray(0, i), b.subarray(i + 1)]);
-  });
-  const extGarbage = fc.tuple(fc.integer({ min: -128, max: 127 }), fc.uint8Array({ maxLength: 40 }), fc.boolean()).map(([t, data, asParams]) => (asParams ? mpReqWith("x", mpExt(t, data)) : mpExt(t, data)));
-  const lengthGarbage = fc.tuple(fc.constantFrom(0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xc7, 0xc8, 0xc9), fc.uint8Array({ minLength: 1, maxLength: 12 })).map(([code, rest]) => mpReqWith("len", Buffer.concat([Buffer.from([code]), rest])));
+  const encoded = fc
+    .oneof({ arbitrary: frameShaped, weight: 3 }, { arbitrary: reqShaped, weight: 2 })
+    .map((v) => encodeValue(v, enc))
+    .filter((b): b is Buffer => b !== undefined);
+  const mutate = fc
+    .tuple(encoded, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom("truncate", "flip", "insert", "drop"))
+    .map(([b, at, byte, how]) => {
+      if (b.length === 0) return b;
+      const i = at % b.length;
+      if (how === "truncate") return b.subarray(0, i);
+      if (how === "flip") return Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i + 1)]);
+      if (how === "insert") return Buffer.concat([b.subarray(0, i), Buffer.from([byte]), b.subarray(i)]);
+      return Buffer.concat([b.subarray(0, i), b.subarray(i + 1)]);
+    });
+  const extGarbage = fc
+    .tuple(fc.integer({ min: -128, max: 127 }), fc.uint8Array({ maxLength: 40 }), fc.boolean())
+    .map(([t, data, asParams]) => (asParams ? mpReqWith("x", mpExt(t, data)) : mpExt(t, data)));
+  const lengthGarbage = fc
+    .tuple(
+      fc.constantFrom(0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xc7, 0xc8, 0xc9),
+      fc.uint8Array({ minLength: 1, maxLength: 12 }),
+    )
+    .map(([code, rest]) => mpReqWith("len", Buffer.concat([Buffer.from([code]), rest])));
   const bytes = fc.oneof(
     { arbitrary: encoded, weight: 8 },
     { arbitrary: mutate, weight: 5 },
     { arbitrary: fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.from(u)), weight: 2 },
     { arbitrary: fc.string({ unit: "binary", maxLength: 100 }).map((s) => Buffer.from(s)), weight: 1 },
     { arbitrary: value.map((v) => encodeValue(v, enc)).filter((b): b is Buffer => b !== undefined), weight: 1 },
-    ...(bin ? [{ arbitrary: extGarbage, weight: 2 }, { arbitrary: lengthGarbage, weight: 1 }] : []),
+    ...(bin
+      ? [
+          { arbitrary: extGarbage, weight: 2 },
+          { arbitrary: lengthGarbage, weight: 1 },
+        ]
+      : []),
   );
   // Mostly the connection's own opcode; sometimes the other one (random bytes as text → invalid UTF-8 → dropped).
   const binary = fc.oneof({ arbitrary: fc.constant(bin), weight: 12 }, { arbitrary: fc.constant(!bin), weight: 1 });
@@ -636,7 +939,11 @@ function randomArbitrary(enc: Enc): fc.Arbitrary<FuzzFrame> {
 function randomFrames(enc: Enc, phase: "first" | "after", n: number): FuzzFrame[] {
   const seed = SEED + (enc === "json" ? 0 : 1) + (phase === "first" ? 0 : 2);
   // Every 7th is sent in fragments (2..4): the transport reassembles, the outcome is the same.
-  return fc.sample(randomArbitrary(enc), { seed, numRuns: n }).map((f, i) => ({ ...f, name: `random #${i} (seed ${seed})`, ...(i % 7 === 3 && f.data.length >= 4 ? { fragments: 2 + (i % 3) } : {}) }));
+  return fc.sample(randomArbitrary(enc), { seed, numRuns: n }).map((f, i) => ({
+    ...f,
+    name: `random #${i} (seed ${seed})`,
+    ...(i % 7 === 3 && f.data.length >= 4 ? { fragments: 2 + (i % 3) } : {}),
+  }));
 }
 
 // ---- server frame checks ----
@@ -655,9 +962,11 @@ function serverFrameProblem(f: unknown): string | undefined {
       if (f.ok !== false) return "res.ok not boolean";
       const e = f.error;
       if (!isObj(e)) return "res.error not an object";
-      if (typeof e.code !== "string" || !ERROR_CODES.has(e.code)) return `error.code ${String(e.code)} not in the contract`;
+      if (typeof e.code !== "string" || !ERROR_CODES.has(e.code))
+        return `error.code ${String(e.code)} not in the contract`;
       if (typeof e.message !== "string") return "error.message not a string";
-      if (e.retryAfterMs !== undefined && !(Number.isSafeInteger(e.retryAfterMs) && (e.retryAfterMs as number) >= 0)) return "error.retryAfterMs not an int";
+      if (e.retryAfterMs !== undefined && !(Number.isSafeInteger(e.retryAfterMs) && (e.retryAfterMs as number) >= 0))
+        return "error.retryAfterMs not an int";
       const extraErr = Object.keys(e).filter((k) => !["code", "message", "retryAfterMs", "details"].includes(k));
       if (extraErr.length > 0) return `unexpected error keys ${extraErr.join(",")}`;
       return only(["type", "id", "ok", "error"]);
@@ -693,14 +1002,19 @@ class RawConn {
   readonly opened: Promise<boolean>;
   private wakers: Array<() => void> = [];
 
-  constructor(url: string, readonly enc: Enc, private readonly problem: (p: string) => void) {
+  constructor(
+    url: string,
+    readonly enc: Enc,
+    private readonly problem: (p: string) => void,
+  ) {
     this.ws = new WebSocket(`${url}?encoding=${enc}`, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
     this.opened = new Promise((resolve) => {
       this.ws.once("open", () => resolve(true));
       this.ws.once("close", () => resolve(false));
     });
     this.ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (isBinary !== (enc === "msgpack")) this.problem(`server sent a ${isBinary ? "binary" : "text"} frame on a ${enc} connection`);
+      if (isBinary !== (enc === "msgpack"))
+        this.problem(`server sent a ${isBinary ? "binary" : "text"} frame on a ${enc} connection`);
       let frame: unknown;
       try {
         frame = isBinary ? unpackr.unpack(data) : JSON.parse(data.toString("utf8"));
@@ -732,7 +1046,8 @@ class RawConn {
       this.ws.send(data, { binary });
       return;
     }
-    for (let at = 0; at < data.length; at += step) this.ws.send(data.subarray(at, at + step), { binary, fin: at + step >= data.length });
+    for (let at = 0; at < data.length; at += step)
+      this.ws.send(data.subarray(at, at + step), { binary, fin: at + step >= data.length });
   }
 
   sendFrame(v: unknown): void {
@@ -799,9 +1114,12 @@ function reqReplyProblem(r: Res, out: Extract<Outcome, { kind: "req" }>, f: Fuzz
       return code === "BAD_REQUEST" ? undefined : `a second connect must get BAD_REQUEST, got ${brief(r)}`;
     case "echo": {
       if (r.ok) {
-        if (out.params === undefined) return "payload" in r ? `echo without params answered with a payload ${brief(r)}` : undefined;
+        if (out.params === undefined)
+          return "payload" in r ? `echo without params answered with a payload ${brief(r)}` : undefined;
         const want = f.echo ? f.echo.value : out.params;
-        return echoMatches(r.payload, want, enc) === false ? `echo payload differs: got ${brief(r.payload)}, sent ${brief(want)}` : undefined;
+        return echoMatches(r.payload, want, enc) === false
+          ? `echo payload differs: got ${brief(r.payload)}, sent ${brief(want)}`
+          : undefined;
       }
       // docs/PROTOCOL.md: a reply that cannot be encoded (BigInt beyond 64 bits, nesting too
       // deep) answers INTERNAL "reply could not be encoded".
@@ -811,16 +1129,27 @@ function reqReplyProblem(r: Res, out: Extract<Outcome, { kind: "req" }>, f: Fuzz
     }
     case "events.subscribe":
     case "events.unsubscribe":
-      if (r.ok) return isObj(r.payload) && Array.isArray(r.payload.agentIds) && r.payload.agentIds.every((a) => typeof a === "string") ? undefined : `bad ${out.method} result ${brief(r)}`;
+      if (r.ok)
+        return isObj(r.payload) &&
+          Array.isArray(r.payload.agentIds) &&
+          r.payload.agentIds.every((a) => typeof a === "string")
+          ? undefined
+          : `bad ${out.method} result ${brief(r)}`;
       return code === "BAD_REQUEST" ? undefined : `unexpected ${out.method} error ${brief(r)}`;
     case "events.publish":
-      if (r.ok) return isObj(r.payload) && Number.isSafeInteger(r.payload.seq) ? undefined : `bad events.publish result ${brief(r)}`;
+      if (r.ok)
+        return isObj(r.payload) && Number.isSafeInteger(r.payload.seq)
+          ? undefined
+          : `bad events.publish result ${brief(r)}`;
       return code === "BAD_REQUEST" ? undefined : `unexpected events.publish error ${brief(r)}`;
     case "agent.run":
-      if (r.ok) return isObj(r.payload) && typeof r.payload.runId === "string" ? undefined : `bad agent.run result ${brief(r)}`;
+      if (r.ok)
+        return isObj(r.payload) && typeof r.payload.runId === "string" ? undefined : `bad agent.run result ${brief(r)}`;
       return code === "BAD_REQUEST" ? undefined : `unexpected agent.run error ${brief(r)}`;
     default:
-      return code === "METHOD_NOT_FOUND" ? undefined : `unknown method ${JSON.stringify(out.method).slice(0, 40)} must get METHOD_NOT_FOUND, got ${brief(r)}`;
+      return code === "METHOD_NOT_FOUND"
+        ? undefined
+        : `unknown method ${JSON.stringify(out.method).slice(0, 40)} must get METHOD_NOT_FOUND, got ${brief(r)}`;
   }
 }
 
@@ -848,13 +1177,23 @@ class Lane {
   private syncs = 0;
   readonly tally = newTally();
 
-  constructor(private readonly gw: Gateway, private readonly enc: Enc, private readonly problems: string[]) {}
+  constructor(
+    private readonly gw: Gateway,
+    private readonly enc: Enc,
+    private readonly problems: string[],
+  ) {}
 
   private async fresh(): Promise<RawConn> {
     const c = new RawConn(this.gw.url, this.enc, (p) => this.problems.push(`${p} (after connect)`));
     if (!(await c.opened)) throw new Error(`could not open a ${this.enc} connection`);
-    c.sendFrame({ type: "req", id: "hello", method: "connect", params: { deviceId: `fz-${this.enc}-${++this.devices}`, role: "operator" } });
-    if (!(await c.until(() => c.inbox.length > 0 || c.closeCode !== undefined, REPLY_TIMEOUT_MS))) throw new Error("no hello");
+    c.sendFrame({
+      type: "req",
+      id: "hello",
+      method: "connect",
+      params: { deviceId: `fz-${this.enc}-${++this.devices}`, role: "operator" },
+    });
+    if (!(await c.until(() => c.inbox.length > 0 || c.closeCode !== undefined, REPLY_TIMEOUT_MS)))
+      throw new Error("no hello");
     const hello = c.take((r) => r.id === "hello");
     if (hello?.ok !== true) throw new Error(`connect refused: ${brief(hello)} close ${c.closeCode}`);
     this.bad = 0;
@@ -878,7 +1217,8 @@ class Lane {
     c.send(f.data, f.binary, f.fragments);
     if (out.kind === "dropped" || out.kind === "oversized") {
       const want = out.kind === "dropped" ? INVALID_UTF8_TEXT_CLOSE : 1009;
-      if (!(await c.until(() => c.closeCode !== undefined, REPLY_TIMEOUT_MS))) problem(`expected close ${want}, none within ${REPLY_TIMEOUT_MS} ms`);
+      if (!(await c.until(() => c.closeCode !== undefined, REPLY_TIMEOUT_MS)))
+        problem(`expected close ${want}, none within ${REPLY_TIMEOUT_MS} ms`);
       else if (c.closeCode !== want) problem(`expected close ${want}, got ${c.closeCode}`);
       if (c.inbox.length > 0) problem(`unexpected replies ${brief(c.inbox)}`);
       countClose(this.tally, c.closeCode ?? "none");
@@ -897,11 +1237,14 @@ class Lane {
       return c.closeCode !== undefined || (sync !== undefined && (out.kind !== "req" || own !== undefined));
     }, REPLY_TIMEOUT_MS);
     if (!arrived) {
-      problem(`no answer within ${REPLY_TIMEOUT_MS} ms (sync ${sync ? "answered" : "unanswered"}, inbox ${brief(c.inbox)})`);
+      problem(
+        `no answer within ${REPLY_TIMEOUT_MS} ms (sync ${sync ? "answered" : "unanswered"}, inbox ${brief(c.inbox)})`,
+      );
       this.drop(c);
       return;
     }
-    if (sync !== undefined && (sync.ok !== true || sync.payload !== this.syncs)) problem(`sync echo answered wrongly: ${brief(sync)}`);
+    if (sync !== undefined && (sync.ok !== true || sync.payload !== this.syncs))
+      problem(`sync echo answered wrongly: ${brief(sync)}`);
     const others = c.inbox.splice(0);
     const closed = c.closeCode;
 
@@ -921,7 +1264,10 @@ class Lane {
       const err = r && !r.ok ? (r.error as { code: string }) : undefined;
       if (out.kind === "bad") {
         if (err?.code !== "BAD_REQUEST") problem(`bad frame must get BAD_REQUEST, got ${brief(r)}`);
-        else if (!(r!.id === out.id || (out.altId !== undefined && r!.id === out.altId))) problem(`BAD_REQUEST with id ${brief(r!.id)}, expected ${brief(out.id)}${out.altId !== undefined ? ` or ${brief(out.altId)}` : ""}`);
+        else if (!(r!.id === out.id || (out.altId !== undefined && r!.id === out.altId)))
+          problem(
+            `BAD_REQUEST with id ${brief(r!.id)}, expected ${brief(out.id)}${out.altId !== undefined ? ` or ${brief(out.altId)}` : ""}`,
+          );
         this.bad++;
         this.tally.badFrames++;
       } else if (r === undefined) {
@@ -937,7 +1283,8 @@ class Lane {
 
     if (closed !== undefined) {
       countClose(this.tally, closed);
-      if (!(closed === 1008 && this.bad >= BAD_FRAME_LIMIT)) problem(`unexpected close ${closed} after ${this.bad} bad frames`);
+      if (!(closed === 1008 && this.bad >= BAD_FRAME_LIMIT))
+        problem(`unexpected close ${closed} after ${this.bad} bad frames`);
       this.drop(c);
       return;
     }
@@ -960,13 +1307,21 @@ class Lane {
     if (pipelinedConnect) {
       const fresh = new RawConn(this.gw.url, this.enc, (p) => this.problems.push(`${p} (after connect)`));
       if (!(await fresh.opened)) throw new Error(`could not open a ${this.enc} connection`);
-      fresh.sendFrame({ type: "req", id: "hello", method: "connect", params: { deviceId: `fz-${this.enc}-${++this.devices}`, role: "operator" } });
+      fresh.sendFrame({
+        type: "req",
+        id: "hello",
+        method: "connect",
+        params: { deviceId: `fz-${this.enc}-${++this.devices}`, role: "operator" },
+      });
       this.conn = fresh;
       this.bad = 0;
       this.tally.connections++;
     }
     const c = (this.conn ??= await this.fresh());
-    const what = `[pipelined burst of ${frames.length} ${this.enc} frames after ${pipelinedConnect ? "a pipelined connect" : "connect"}, ${this.bad} bad before: ${frames.map((f) => describeFrame(f, this.enc, "")).join(" ").slice(0, 1500)}]`;
+    const what = `[pipelined burst of ${frames.length} ${this.enc} frames after ${pipelinedConnect ? "a pipelined connect" : "connect"}, ${this.bad} bad before: ${frames
+      .map((f) => describeFrame(f, this.enc, ""))
+      .join(" ")
+      .slice(0, 1500)}]`;
     const problem = (p: string): void => {
       this.problems.push(`${what} ${p}`);
     };
@@ -986,28 +1341,37 @@ class Lane {
     const syncId = `\u0000sync-${++this.syncs}`;
     c.sendFrame({ type: "req", id: syncId, method: "echo", params: this.syncs });
     let sync: Res | undefined;
-    if (!(await c.until(() => (sync ??= c.take((r) => r.id === syncId)) !== undefined || c.closeCode !== undefined, REPLY_TIMEOUT_MS))) {
+    if (
+      !(await c.until(
+        () => (sync ??= c.take((r) => r.id === syncId)) !== undefined || c.closeCode !== undefined,
+        REPLY_TIMEOUT_MS,
+      ))
+    ) {
       problem(`no answer within ${REPLY_TIMEOUT_MS} ms (inbox ${brief(c.inbox)})`);
       this.drop(c);
       return;
     }
     if (pipelinedConnect) {
       const hello = c.inbox.shift();
-      if (hello?.id !== "hello" || hello.ok !== true) problem(`the pipelined connect must be answered first with the hello, got ${brief(hello)}`);
+      if (hello?.id !== "hello" || hello.ok !== true)
+        problem(`the pipelined connect must be answered first with the hello, got ${brief(hello)}`);
     }
     const got = c.inbox.splice(0);
-    if (got.length !== expected.length) problem(`expected ${expected.length} BAD_REQUEST replies, got ${got.length}: ${brief(got)}`);
+    if (got.length !== expected.length)
+      problem(`expected ${expected.length} BAD_REQUEST replies, got ${got.length}: ${brief(got)}`);
     expected.forEach((o, i) => {
       const r = got[i];
       if (r === undefined) return;
       const code = r.ok ? undefined : (r.error as { code: string }).code;
-      if (code !== "BAD_REQUEST" || !(r.id === o.id || (o.altId !== undefined && r.id === o.altId))) problem(`reply ${i}: expected BAD_REQUEST with id ${brief(o.id)}, got ${brief(r)}`);
+      if (code !== "BAD_REQUEST" || !(r.id === o.id || (o.altId !== undefined && r.id === o.altId)))
+        problem(`reply ${i}: expected BAD_REQUEST with id ${brief(o.id)}, got ${brief(r)}`);
     });
     this.tally.badFrames += expected.length;
     this.bad = bad;
     if (bad >= BAD_FRAME_LIMIT) {
       if (sync !== undefined) problem(`the sync echo after the ${BAD_FRAME_LIMIT}th bad frame was answered`);
-      if (!(await c.until(() => c.closeCode !== undefined, REPLY_TIMEOUT_MS)) || c.closeCode !== 1008) problem(`expected close 1008, got ${c.closeCode}`);
+      if (!(await c.until(() => c.closeCode !== undefined, REPLY_TIMEOUT_MS)) || c.closeCode !== 1008)
+        problem(`expected close 1008, got ${c.closeCode}`);
       countClose(this.tally, c.closeCode ?? "none");
       this.drop(c);
     } else if (c.closeCode !== undefined) {
@@ -1024,12 +1388,33 @@ class Lane {
 }
 
 /** One connection per frame: the frame is the first thing it sends. */
-async function firstFrame(gw: Gateway, enc: Enc, f: FuzzFrame, problems: string[], tally: Tally, withFollowers: boolean): Promise<void> {
+async function firstFrame(
+  gw: Gateway,
+  enc: Enc,
+  f: FuzzFrame,
+  problems: string[],
+  tally: Tally,
+  withFollowers: boolean,
+): Promise<void> {
   const out = classifyFirst(f, enc);
   // Frames pipelined behind a refused first frame (here a valid connect, then garbage) must not
   // be processed: no hello, no second reply, the same close.
-  const followers = withFollowers && out.kind !== "hello" && out.kind !== "dropped" ? [frameOf("follower connect", { type: "req", id: "follower", method: "connect", params: { deviceId: "fz-follower", role: "operator" } }, enc)!, { name: "follower garbage", data: Buffer.from("garbage"), binary: enc === "msgpack" }] : [];
-  const what = describeFrame(f, enc, followers.length > 0 ? "first frame + valid connect + garbage pipelined" : "first frame");
+  const followers =
+    withFollowers && out.kind !== "hello" && out.kind !== "dropped"
+      ? [
+          frameOf(
+            "follower connect",
+            { type: "req", id: "follower", method: "connect", params: { deviceId: "fz-follower", role: "operator" } },
+            enc,
+          )!,
+          { name: "follower garbage", data: Buffer.from("garbage"), binary: enc === "msgpack" },
+        ]
+      : [];
+  const what = describeFrame(
+    f,
+    enc,
+    followers.length > 0 ? "first frame + valid connect + garbage pipelined" : "first frame",
+  );
   const problem = (p: string): void => {
     problems.push(`${what} ${p}`);
   };
@@ -1044,9 +1429,18 @@ async function firstFrame(gw: Gateway, enc: Enc, f: FuzzFrame, problems: string[
   for (const x of followers) c.send(x.data, x.binary);
   if (out.kind === "hello") {
     let hello: Res | undefined;
-    await c.until(() => (hello ??= c.take((r) => r.id === out.id)) !== undefined || c.closeCode !== undefined, REPLY_TIMEOUT_MS);
+    await c.until(
+      () => (hello ??= c.take((r) => r.id === out.id)) !== undefined || c.closeCode !== undefined,
+      REPLY_TIMEOUT_MS,
+    );
     if (hello?.ok !== true) problem(`a valid connect must get the hello, got ${brief(hello)} close ${c.closeCode}`);
-    else if (!(isObj(hello.payload) && hello.payload.protocol === 1 && typeof hello.payload.connId === "string" && typeof hello.payload.sessionToken === "string")) problem(`malformed hello ${brief(hello)}`);
+    else if (!(
+      isObj(hello.payload) &&
+      hello.payload.protocol === 1 &&
+      typeof hello.payload.connId === "string" &&
+      typeof hello.payload.sessionToken === "string"
+    ))
+      problem(`malformed hello ${brief(hello)}`);
     if (c.inbox.length > 0) problem(`extra replies ${brief(c.inbox)}`);
     countClose(tally, "hello");
     c.kill();
@@ -1064,9 +1458,14 @@ async function firstFrame(gw: Gateway, enc: Enc, f: FuzzFrame, problems: string[
   if (out.kind === "refuse") {
     const r = replies[0];
     const code = r && !r.ok ? (r.error as { code: string }).code : undefined;
-    if (replies.length !== 1 || code !== out.code || r!.id !== out.id) problem(`expected one ${out.code} with id ${brief(out.id)}, got ${brief(replies)}`);
+    if (replies.length !== 1 || code !== out.code || r!.id !== out.id)
+      problem(`expected one ${out.code} with id ${brief(out.id)}, got ${brief(replies)}`);
   } else if (out.kind === "unknown") {
-    if (replies.length > 1 || (replies[0] !== undefined && (replies[0].error as { code?: string } | undefined)?.code !== "BAD_REQUEST")) problem(`unexpected replies ${brief(replies)}`);
+    if (
+      replies.length > 1 ||
+      (replies[0] !== undefined && (replies[0].error as { code?: string } | undefined)?.code !== "BAD_REQUEST")
+    )
+      problem(`unexpected replies ${brief(replies)}`);
   } else if (replies.length > 0) {
     problem(`expected no reply before the close, got ${brief(replies)}`);
   }
@@ -1090,7 +1489,10 @@ class Bystander {
   private inFlight = new Set<Promise<void>>();
   private n = 0;
 
-  constructor(readonly client: TestClient, private readonly label: string) {}
+  constructor(
+    readonly client: TestClient,
+    private readonly label: string,
+  ) {}
 
   start(everyMs: number): void {
     this.timer = setInterval(() => this.tick(), everyMs);
@@ -1112,7 +1514,8 @@ class Bystander {
     const p = c.request("echo", value, `by-${n}`, 2_000).then(
       (r) => {
         this.latencies.push(performance.now() - t0);
-        if (r.ok !== true || JSON.stringify(r.payload) !== JSON.stringify(value)) this.failures.push(`${this.label} #${n}: wrong answer ${brief(r)}`);
+        if (r.ok !== true || JSON.stringify(r.payload) !== JSON.stringify(value))
+          this.failures.push(`${this.label} #${n}: wrong answer ${brief(r)}`);
       },
       (e: unknown) => {
         this.failures.push(`${this.label} #${n}: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
@@ -1144,7 +1547,9 @@ let started = 0;
 
 /** The harness's gateway only drains on SIGTERM/SIGINT: say so when that is why connections failed. */
 const drainNote = (): string =>
-  gw.output().includes('"msg":"draining"') ? " — the gateway is draining: it received SIGTERM/SIGINT from outside this test" : "";
+  gw.output().includes('"msg":"draining"')
+    ? " — the gateway is draining: it received SIGTERM/SIGINT from outside this test"
+    : "";
 
 /** Sum of a per-worker metric, and the worker labels it was reported for. */
 async function workerMetric(name: string): Promise<{ sum: number; workers: string[]; text: string }> {
@@ -1192,7 +1597,9 @@ describe("fuzz: malformed frames in both encodings", () => {
       await inParallel(frames, 6, (f) => firstFrame(gw, enc, f, problems, tally, i++ % 4 === 0));
       if (problems.length > 0) problems.push(`(${problems.length} problems)${drainNote()}`);
       totals.first.frames += tally.frames;
-      console.log(`[fuzz] ${enc} first frame: ${tally.frames} frames on ${tally.connections} connections in ${Date.now() - t0} ms, outcomes ${JSON.stringify(tally.closes)}`);
+      console.log(
+        `[fuzz] ${enc} first frame: ${tally.frames} frames on ${tally.connections} connections in ${Date.now() - t0} ms, outcomes ${JSON.stringify(tally.closes)}`,
+      );
       expect(problems.slice(0, 25), `${problems.length} problems`).toEqual([]);
       expect(tally.connections).toBe(frames.length);
     }, 45_000);
@@ -1211,16 +1618,21 @@ describe("fuzz: malformed frames in both encodings", () => {
           return k === "bad" || k === "pong";
         });
         const sizes = fc.sample(fc.integer({ min: 3, max: 25 }), { seed: SEED + 7, numRuns: burstable.length });
-        for (let at = 0, j = 0; at < burstable.length; at += sizes[j++]!) await lane.burst(burstable.slice(at, at + sizes[j]!));
+        for (let at = 0, j = 0; at < burstable.length; at += sizes[j++]!)
+          await lane.burst(burstable.slice(at, at + sizes[j]!));
       } catch (e) {
-        problems.push(`aborted after ${lane.tally.frames} frames: ${e instanceof Error ? e.message : String(e)}${drainNote()}`);
+        problems.push(
+          `aborted after ${lane.tally.frames} frames: ${e instanceof Error ? e.message : String(e)}${drainNote()}`,
+        );
       } finally {
         lane.close();
       }
       const t = lane.tally;
       totals.after.frames += t.frames;
       totals.after.badFrames += t.badFrames;
-      console.log(`[fuzz] ${enc} after connect: ${t.frames} frames (${frames.length} one by one, ${t.frames - frames.length} in ${t.bursts} pipelined bursts; ${t.badFrames} answered BAD_REQUEST) on ${t.connections} connections in ${Date.now() - t0} ms, closes ${JSON.stringify(t.closes)}, valid requests answered ${JSON.stringify(t.answers)}`);
+      console.log(
+        `[fuzz] ${enc} after connect: ${t.frames} frames (${frames.length} one by one, ${t.frames - frames.length} in ${t.bursts} pipelined bursts; ${t.badFrames} answered BAD_REQUEST) on ${t.connections} connections in ${Date.now() - t0} ms, closes ${JSON.stringify(t.closes)}, valid requests answered ${JSON.stringify(t.answers)}`,
+      );
       expect(problems.slice(0, 25), `${problems.length} problems`).toEqual([]);
       expect(t.closes["1008"] ?? 0).toBeGreaterThan(50); // the fuzz did hit the bad-frame limit, many times
     }, 45_000);
@@ -1231,7 +1643,9 @@ describe("fuzz: malformed frames in both encodings", () => {
     expect(drainNote()).toBe("");
     console.log(
       `[fuzz] ${totals.first.frames + totals.after.frames} fuzz frames (${totals.first.frames} as first frames, ${totals.after.frames} after connect) in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
-        bystanders.map((b) => `${b.client.encoding} bystander: ${b.sent} echoes, max ${Math.max(...b.latencies).toFixed(0)} ms`).join("; "),
+        bystanders
+          .map((b) => `${b.client.encoding} bystander: ${b.sent} echoes, max ${Math.max(...b.latencies).toFixed(0)} ms`)
+          .join("; "),
     );
     for (const b of bystanders) {
       expect(b.failures.slice(0, 10)).toEqual([]);
@@ -1252,8 +1666,15 @@ describe("fuzz: malformed frames in both encodings", () => {
     // A replacement worker would have started its counter at zero.
     expect(bad.sum).toBeGreaterThanOrEqual(totals.after.badFrames);
     const log = gw.output();
-    expect(log).not.toMatch(/socket worker exited|socket worker crashed|replacement socket worker|broadcast coordinator (crashed|exited)/);
-    expect(log.split("\n").filter((l) => /"level":(50|60)/.test(l)).slice(0, 5)).toEqual([]);
+    expect(log).not.toMatch(
+      /socket worker exited|socket worker crashed|replacement socket worker|broadcast coordinator (crashed|exited)/,
+    );
+    expect(
+      log
+        .split("\n")
+        .filter((l) => /"level":(50|60)/.test(l))
+        .slice(0, 5),
+    ).toEqual([]);
 
     // Nothing leaked: once the fuzz connections are gone, only the two bystanders remain, on the
     // main thread and in the workers.
@@ -1292,20 +1713,39 @@ describe("regression: agent.run whose input JSON cannot encode must not kill the
 
   const runParams = Buffer.from(packr.pack({ agentId: "agent-a", input: 0 }));
   it.each([
-    ["msgpack: input is a BigInt (ext 0x42 05)", "msgpack", mpReqWith("run", Buffer.concat([runParams.subarray(0, runParams.length - 1), Buffer.from([0xd4, 0x42, 0x05])]), "agent.run")],
-    ["json: input is an array nested 100 000 deep", "json", jsonReqWith("run", `{"agentId":"agent-a","input":${deepJsonArray(100_000)}}`, "agent.run")],
+    [
+      "msgpack: input is a BigInt (ext 0x42 05)",
+      "msgpack",
+      mpReqWith(
+        "run",
+        Buffer.concat([runParams.subarray(0, runParams.length - 1), Buffer.from([0xd4, 0x42, 0x05])]),
+        "agent.run",
+      ),
+    ],
+    [
+      "json: input is an array nested 100 000 deep",
+      "json",
+      jsonReqWith("run", `{"agentId":"agent-a","input":${deepJsonArray(100_000)}}`, "agent.run"),
+    ],
   ] as const)("%s", async (_name, enc, frame) => {
     // A previous case may have killed the worker: wait for its replacement.
-    for (let i = 0; i < 100 && (await httpGet(gw2.port, "/readyz")).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && (await httpGet(gw2.port, "/readyz")).status !== 200; i++)
+      await new Promise((r) => setTimeout(r, 100));
     const bystander = await connected(gw2, "bug-bystander", {}, "json");
     const c = await connected(gw2, "bug-client", {}, enc);
     const before = gw2.output().length;
     c.sendRaw(frame, enc === "msgpack");
     const res = await c.next((f) => f.type === "res" && f.id === "run");
-    expect(res.ok === true || (res.error as { code?: string } | undefined)?.code === "BAD_REQUEST", JSON.stringify(res)).toBe(true);
+    expect(
+      res.ok === true || (res.error as { code?: string } | undefined)?.code === "BAD_REQUEST",
+      JSON.stringify(res),
+    ).toBe(true);
     await new Promise((r) => setTimeout(r, 300));
     expect(gw2.output().slice(before), "the socket worker crashed").not.toMatch(/socket worker exited/);
-    expect({ client: c.closeCode, bystander: bystander.closeCode }).toEqual({ client: undefined, bystander: undefined });
+    expect({ client: c.closeCode, bystander: bystander.closeCode }).toEqual({
+      client: undefined,
+      bystander: undefined,
+    });
     expect((await bystander.request("echo", "after", "after")).payload).toBe("after");
     c.close();
     bystander.close();

@@ -27,7 +27,12 @@ describe.each(["json", "msgpack"] as const)("handshake and echo (%s)", (encoding
     expect(hello.sessionExpiresAt).toBeGreaterThan(Date.now() + 290_000);
     const value = { nested: [1, "two", { three: null }], n: 1.5, s: "ünïcødé" };
     expect(await c.request("echo", value, 7)).toEqual({ type: "res", id: 7, ok: true, payload: value });
-    expect(await c.request("echo", "str", "string-id")).toEqual({ type: "res", id: "string-id", ok: true, payload: "str" });
+    expect(await c.request("echo", "str", "string-id")).toEqual({
+      type: "res",
+      id: "string-id",
+      ok: true,
+      payload: "str",
+    });
     const noParams = await c.request("echo", undefined, 8);
     expect(noParams).toMatchObject({ type: "res", id: 8, ok: true });
     c.close();
@@ -205,7 +210,10 @@ describe("metrics", () => {
     const text = await r.text();
     const sum = (name: string) =>
       [...text.matchAll(new RegExp(`^${name}\\{worker="\\d+"\\} (\\d+)$`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
-    expect([...text.matchAll(/^gateway_worker_connections\{worker="(\d+)"\}/gm)].map((m) => m[1]).sort()).toEqual(["0", "1"]);
+    expect([...text.matchAll(/^gateway_worker_connections\{worker="(\d+)"\}/gm)].map((m) => m[1]).sort()).toEqual([
+      "0",
+      "1",
+    ]);
     expect(sum("gateway_worker_connections")).toBeGreaterThanOrEqual(1);
     expect(sum("gateway_worker_rpcs_total")).toBeGreaterThanOrEqual(5);
     expect(sum("gateway_worker_frames_in_total")).toBeGreaterThanOrEqual(6);

@@ -16,7 +16,13 @@ interface RawResponse {
   body: string;
 }
 
-function raw(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<RawResponse> {
+function raw(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false }, (res) => {
       let text = "";
@@ -48,11 +54,19 @@ describe("WebSocket upgrade Origin check", () => {
     expect((await upgradeStatus(gw.port, {})).status).toBe(101);
     expect((await upgradeStatus(gw.port, { Origin: ALLOWED })).status).toBe(101);
     expect((await upgradeStatus(gw.port, { Origin: `http://127.0.0.1:${gw.port}` })).status).toBe(101);
-    expect((await upgradeStatus(gw.port, { Origin: "http://gw.example.test", Host: "gw.example.test:80" })).status).toBe(101);
+    expect(
+      (await upgradeStatus(gw.port, { Origin: "http://gw.example.test", Host: "gw.example.test:80" })).status,
+    ).toBe(101);
   });
 
   it("refuses any other origin with 403 and no Access-Control-Allow-* header", async () => {
-    for (const origin of ["http://evil.example.test", "null", "https://app.example.test:3000", `https://127.0.0.1:${gw.port}`, "http://app.example.test:3000.evil.test"]) {
+    for (const origin of [
+      "http://evil.example.test",
+      "null",
+      "https://app.example.test:3000",
+      `https://127.0.0.1:${gw.port}`,
+      "http://app.example.test:3000.evil.test",
+    ]) {
       const r = await upgradeStatus(gw.port, { Origin: origin });
       expect(r.status, origin).toBe(403);
       expect(accessControlHeaders(r.headers), origin).toEqual([]);
@@ -92,7 +106,13 @@ describe("HTTP CORS", () => {
   });
 
   it("refuses a request from another origin with 403 and no Access-Control-Allow-* header", async () => {
-    const r = await raw(gw.port, "POST", "/v1/events", { Origin: "http://evil.example.test", Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" }, JSON.stringify({ event: "x.y", payload: 1 }));
+    const r = await raw(
+      gw.port,
+      "POST",
+      "/v1/events",
+      { Origin: "http://evil.example.test", Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" },
+      JSON.stringify({ event: "x.y", payload: 1 }),
+    );
     expect(r.status).toBe(403);
     expect(JSON.parse(r.body)).toMatchObject({ error: { code: "FORBIDDEN" } });
     expect(accessControlHeaders(r.headers)).toEqual([]);
@@ -117,13 +137,21 @@ describe("HTTP CORS", () => {
   });
 
   it("refuses a preflight from another origin with 403 and no Access-Control-Allow-* header", async () => {
-    const r = await raw(gw.port, "OPTIONS", "/v1/events", { Origin: "http://evil.example.test", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization" });
+    const r = await raw(gw.port, "OPTIONS", "/v1/events", {
+      Origin: "http://evil.example.test",
+      "Access-Control-Request-Method": "POST",
+      "Access-Control-Request-Headers": "authorization",
+    });
     expect(r.status).toBe(403);
     expect(accessControlHeaders(r.headers)).toEqual([]);
   });
 
   it("sends Access-Control-Allow-Origin: * only when CORS_ORIGINS=*", async () => {
-    const r = await raw(star.port, "OPTIONS", "/v1/events", { Origin: "http://anything.example.test", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization" });
+    const r = await raw(star.port, "OPTIONS", "/v1/events", {
+      Origin: "http://anything.example.test",
+      "Access-Control-Request-Method": "POST",
+      "Access-Control-Request-Headers": "authorization",
+    });
     expect(r.status).toBe(204);
     expect(r.headers["access-control-allow-origin"]).toBe("*");
     expect(r.headers["access-control-allow-headers"]).toBe("authorization");
@@ -188,7 +216,8 @@ describe("/metrics", () => {
     expect(text).toMatch(/^gateway_rpcs_total\{method="other",outcome="METHOD_NOT_FOUND"\} [1-9]/m);
     expect(text).toMatch(/^gateway_rpcs_total\{method="connect",outcome="ok"\} [1-9]/m);
     expect(text).toMatch(/^gateway_origin_refusals_total\{kind="upgrade"\} [1-9]/m);
-    for (const thread of ["main", "worker-0", "coordinator"]) expect(text).toMatch(new RegExp(`^gateway_event_loop_lag_seconds\\{thread="${thread}",stat="p99"\\} `, "m"));
+    for (const thread of ["main", "worker-0", "coordinator"])
+      expect(text).toMatch(new RegExp(`^gateway_event_loop_lag_seconds\\{thread="${thread}",stat="p99"\\} `, "m"));
     expect(text).toMatch(/^gateway_worker_connections\{worker="0"\} [1-9]/m);
     c.close();
   });

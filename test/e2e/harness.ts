@@ -29,12 +29,25 @@ process.on("exit", () => {
 export async function startGateway(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Gateway> {
   const proc = spawn(process.execPath, [MAIN], {
     // Tests open many connections from 127.0.0.1: lift the per-IP rate unless a test sets it.
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", WORKERS: "2", RATE_CONN_PER_IP: "100000/1s", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOST: "127.0.0.1",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      WORKERS: "2",
+      RATE_CONN_PER_IP: "100000/1s",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(proc);
   let out = "";
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => { running.delete(proc); resolve(code); }));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once("exit", (code) => {
+      running.delete(proc);
+      resolve(code);
+    }),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start in ${timeoutMs} ms:\n${out}`)), timeoutMs);
     const onData = (d: Buffer) => {
@@ -70,8 +83,14 @@ export async function startGateway(env: Record<string, string> = {}, timeoutMs =
 }
 
 /** Runs dist/main.js expecting it to exit (bad config); resolves its code and output. */
-export async function runToExit(env: Record<string, string>, timeoutMs = 10_000): Promise<{ code: number | null; output: string }> {
-  const proc = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? "", PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export async function runToExit(
+  env: Record<string, string>,
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; output: string }> {
+  const proc = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? "", PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   proc.stdout.on("data", (d: Buffer) => (output += d.toString()));
   proc.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -95,8 +114,15 @@ export class TestClient {
   readonly closed: Promise<number>;
   readonly opened: Promise<void>;
 
-  constructor(url: string, readonly encoding: "json" | "msgpack" = "json", headers?: Record<string, string>) {
-    this.ws = new WebSocket(encoding === "msgpack" ? `${url}?encoding=msgpack` : url, { headers, maxPayload: 64 * 1024 * 1024 });
+  constructor(
+    url: string,
+    readonly encoding: "json" | "msgpack" = "json",
+    headers?: Record<string, string>,
+  ) {
+    this.ws = new WebSocket(encoding === "msgpack" ? `${url}?encoding=msgpack` : url, {
+      headers,
+      maxPayload: 64 * 1024 * 1024,
+    });
     this.opened = once(this.ws, "open").then(() => undefined);
     this.ws.on("message", (data: Buffer, isBinary: boolean) => {
       this.frames.push((isBinary ? unpack(data) : JSON.parse(data.toString())) as Frame);
@@ -133,9 +159,13 @@ export class TestClient {
     for (;;) {
       const i = this.frames.findIndex(pred);
       if (i >= 0) return this.frames.splice(i, 1)[0]!;
-      if (this.closeCode !== undefined) throw new Error(`connection closed (${this.closeCode} ${this.closeReason}) while waiting; frames: ${JSON.stringify(this.frames)}`);
+      if (this.closeCode !== undefined)
+        throw new Error(
+          `connection closed (${this.closeCode} ${this.closeReason}) while waiting; frames: ${JSON.stringify(this.frames)}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for a frame; have ${JSON.stringify(this.frames).slice(0, 500)}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for a frame; have ${JSON.stringify(this.frames).slice(0, 500)}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -147,7 +177,12 @@ export class TestClient {
   }
 
   /** Sends a req and resolves its res frame. */
-  async request(method: string, params?: unknown, id: string | number = `${method}-${Math.random()}`, timeoutMs?: number): Promise<Frame> {
+  async request(
+    method: string,
+    params?: unknown,
+    id: string | number = `${method}-${Math.random()}`,
+    timeoutMs?: number,
+  ): Promise<Frame> {
     this.send(params === undefined ? { type: "req", id, method } : { type: "req", id, method, params });
     return this.next((f) => f.type === "res" && f.id === id, timeoutMs);
   }
@@ -166,7 +201,10 @@ export class TestClient {
   }
 
   async waitClose(timeoutMs = 5_000): Promise<number> {
-    return Promise.race([this.closed, new Promise<number>((_, rej) => setTimeout(() => rej(new Error("no close within timeout")), timeoutMs))]);
+    return Promise.race([
+      this.closed,
+      new Promise<number>((_, rej) => setTimeout(() => rej(new Error("no close within timeout")), timeoutMs)),
+    ]);
   }
 }
 
@@ -174,7 +212,12 @@ export async function httpGet(port: number, path: string, init?: RequestInit): P
   return fetch(`http://127.0.0.1:${port}${path}`, init);
 }
 
-export async function connected(gw: Gateway, deviceId: string, extra: Record<string, unknown> = {}, encoding: "json" | "msgpack" = "json"): Promise<TestClient> {
+export async function connected(
+  gw: Gateway,
+  deviceId: string,
+  extra: Record<string, unknown> = {},
+  encoding: "json" | "msgpack" = "json",
+): Promise<TestClient> {
   const c = new TestClient(gw.url, encoding);
   await c.connect({ deviceId, role: "operator", ...extra });
   return c;
@@ -184,13 +227,22 @@ export async function connected(gw: Gateway, deviceId: string, extra: Record<str
  * A raw WebSocket upgrade of /ws with extra headers (Origin, Host…): the status the server
  * answers (101 = accepted, socket closed at once) and its headers.
  */
-export function upgradeStatus(port: number, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+export function upgradeStatus(
+  port: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: "127.0.0.1",
       port,
       path: "/ws?encoding=json",
-      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", ...headers },
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        ...headers,
+      },
       agent: false,
     });
     req.on("upgrade", (res, socket) => {

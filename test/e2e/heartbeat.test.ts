@@ -5,7 +5,12 @@ import { connected, startGateway, TestClient, type Frame, type Gateway } from ".
 const SECRET = "heartbeat-test-secret-0123456789abcdef";
 let gw: Gateway;
 beforeAll(async () => {
-  gw = await startGateway({ WORKERS: "2", HEARTBEAT_SEC: "1", SESSION_SECRET: SECRET, RATE_RPC_PER_DEVICE: "10000/1s" });
+  gw = await startGateway({
+    WORKERS: "2",
+    HEARTBEAT_SEC: "1",
+    SESSION_SECRET: SECRET,
+    RATE_RPC_PER_DEVICE: "10000/1s",
+  });
 });
 afterAll(async () => {
   await gw?.stop();
@@ -104,7 +109,9 @@ describe("resume", () => {
 
   it("keeps sessionId and subscriptions and closes the earlier connection with 4005", async () => {
     const a = await withRotations("rs-takeover", 0, ["agent-x"]);
-    expect((await a.c.request("events.subscribe", { agentIds: ["agent-y"] }, "s")).payload).toEqual({ agentIds: ["agent-x", "agent-y"] });
+    expect((await a.c.request("events.subscribe", { agentIds: ["agent-y"] }, "s")).payload).toEqual({
+      agentIds: ["agent-x", "agent-y"],
+    });
     const { c: b, res } = await tryResume("rs-takeover", a.tokens[0]!);
     expect(res.ok).toBe(true);
     const hello = res.payload as Record<string, unknown>;
@@ -112,7 +119,9 @@ describe("resume", () => {
     expect(hello.sessionToken).not.toBe(a.tokens[0]);
     expect(await a.c.waitClose()).toBe(4005);
     expect(a.c.closeReason).toBe("session taken over");
-    expect((await b.request("events.subscribe", { agentIds: [] }, "s2")).payload).toEqual({ agentIds: ["agent-x", "agent-y"] });
+    expect((await b.request("events.subscribe", { agentIds: [] }, "s2")).payload).toEqual({
+      agentIds: ["agent-x", "agent-y"],
+    });
     a.stop();
     b.close();
   });
@@ -197,7 +206,11 @@ describe("token lifetime and secret", () => {
       await new Promise((r) => setTimeout(r, 1200));
       const r = new TestClient(short.url);
       await r.opened;
-      const res = await r.request("connect", { deviceId: "ttl-dev", role: "operator", resume: { sessionToken: hello.sessionToken } }, 1);
+      const res = await r.request(
+        "connect",
+        { deviceId: "ttl-dev", role: "operator", resume: { sessionToken: hello.sessionToken } },
+        1,
+      );
       expect(res).toMatchObject({ ok: false, error: { code: "INVALID_SESSION" } });
       expect(short.output().match(/SESSION_SECRET is not set/g)?.length).toBe(1);
     } finally {

@@ -25,9 +25,15 @@ afterAll(async () => {
 async function runReal(file: string, env: Record<string, string>) {
   let cleanup: (() => Promise<void>) | undefined;
   try {
-    return await runScript(file, { GW_URL: gw.url, CONNECT_TIMEOUT: "5s", ...SLOW_OK, ...env }, {}, 30_000, (sim: K6Sim) => {
-      cleanup = useRealGateway(sim);
-    });
+    return await runScript(
+      file,
+      { GW_URL: gw.url, CONNECT_TIMEOUT: "5s", ...SLOW_OK, ...env },
+      {},
+      30_000,
+      (sim: K6Sim) => {
+        cleanup = useRealGateway(sim);
+      },
+    );
   } finally {
     await cleanup?.();
   }
@@ -54,7 +60,17 @@ describe("k6 scripts against dist/main.js", () => {
   }, 40_000);
 
   it("broadcast.js: every subscriber gets every published event, in seq order", async () => {
-    const r = await runReal("broadcast.js", { VUS: "2", CONNS_PER_VU: "2", RAMP: "200ms", SETTLE: "500ms", DURATION: "1s", GRACE: "1s", PUB_RATE: "5", PUB_VUS: "1", ADMIN_TOKEN: ADMIN });
+    const r = await runReal("broadcast.js", {
+      VUS: "2",
+      CONNS_PER_VU: "2",
+      RAMP: "200ms",
+      SETTLE: "500ms",
+      DURATION: "1s",
+      GRACE: "1s",
+      PUB_RATE: "5",
+      PUB_VUS: "1",
+      ADMIN_TOKEN: ADMIN,
+    });
     expect(r.failed).toEqual([]);
     expect(r.count("events_published")).toBe(5);
     expect(r.count("events_delivered")).toBe(5 * 4);

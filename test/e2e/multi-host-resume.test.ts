@@ -26,7 +26,8 @@ async function until(what: string, pred: () => Promise<boolean>, timeoutMs = 15_
   }
 }
 
-const bothUp = () => until("both backplanes up", async () => (await backplaneUp(a)) === 1 && (await backplaneUp(b)) === 1);
+const bothUp = () =>
+  until("both backplanes up", async () => (await backplaneUp(a)) === 1 && (await backplaneUp(b)) === 1);
 const settle = (ms = 300) => new Promise((r) => setTimeout(r, ms));
 
 /** A resume of `token` on `gw`: the answer, how long it took, and the close code when refused. */
@@ -34,7 +35,12 @@ async function resumeOn(gw: Gateway, deviceId: string, token: string) {
   const c = new TestClient(gw.url);
   await c.opened;
   const t0 = Date.now();
-  const res = await c.request("connect", { deviceId, role: "operator", resume: { sessionToken: token } }, "hello", 10_000);
+  const res = await c.request(
+    "connect",
+    { deviceId, role: "operator", resume: { sessionToken: token } },
+    "hello",
+    10_000,
+  );
   return { c, res, ms: Date.now() - t0 };
 }
 
@@ -65,7 +71,10 @@ describe("resume on another host without Redis", () => {
     const token = onA.hello!.sessionToken as string;
     await settle(); // the session write reaches Redis
     await redis.kill();
-    await until("backplane down on both hosts", async () => (await backplaneUp(a)) === 0 && (await backplaneUp(b)) === 0);
+    await until(
+      "backplane down on both hosts",
+      async () => (await backplaneUp(a)) === 0 && (await backplaneUp(b)) === 0,
+    );
 
     const refused = await resumeOn(b, "rr-down", token);
     expect(refused.res).toMatchObject({ ok: false, error: { code: "INVALID_SESSION" } });

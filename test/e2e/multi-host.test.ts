@@ -34,7 +34,11 @@ async function until(what: string, pred: () => Promise<boolean> | boolean, timeo
   }
 }
 
-const backplanesUp = () => until("both backplanes up", async () => (await metric(a, "gateway_backplane_up")) === 1 && (await metric(b, "gateway_backplane_up")) === 1);
+const backplanesUp = () =>
+  until(
+    "both backplanes up",
+    async () => (await metric(a, "gateway_backplane_up")) === 1 && (await metric(b, "gateway_backplane_up")) === 1,
+  );
 
 function post(gw: Gateway, body: unknown): Promise<Response> {
   return fetch(`http://127.0.0.1:${gw.port}/v1/events`, {
@@ -72,7 +76,8 @@ describe("cross-host broadcasts", () => {
       ["e.x-node-from-b", { agentId: "agent-x", role: "node" }, b],
       ["e.y-from-a", { agentId: "agent-y" }, a],
     ];
-    for (const [event, filter, gw] of sent) expect((await post(gw, { event, payload: { event }, filter })).status).toBe(202);
+    for (const [event, filter, gw] of sent)
+      expect((await post(gw, { event, payload: { event }, filter })).status).toBe(202);
     await settle();
     const names = (c: TestClient) => userEvents(c).map((f) => f.event);
     expect(names(aAll)).toEqual(["e.all-from-a", "e.all-from-b"]);
@@ -116,7 +121,9 @@ describe("sessions across hosts", () => {
     // And back again: B's newest token resumes on A, closing B's connection.
     const tokenB = hello.sessionToken as string;
     const back = new TestClient(a.url);
-    expect((await back.connect({ deviceId: "mh-roamer", role: "operator", resume: { sessionToken: tokenB } })).sessionId).toBe(hello.sessionId);
+    expect(
+      (await back.connect({ deviceId: "mh-roamer", role: "operator", resume: { sessionToken: tokenB } })).sessionId,
+    ).toBe(hello.sessionId);
     expect(await onB.waitClose(5_000)).toBe(4005);
     back.close();
   });
@@ -127,7 +134,11 @@ describe("sessions across hosts", () => {
     await settle(200);
     const thief = new TestClient(b.url);
     await thief.opened;
-    const r = await thief.request("connect", { deviceId: "mh-thief", role: "operator", resume: { sessionToken: token } });
+    const r = await thief.request("connect", {
+      deviceId: "mh-thief",
+      role: "operator",
+      resume: { sessionToken: token },
+    });
     expect(r).toMatchObject({ ok: false, error: { code: "INVALID_SESSION" } });
     expect(await thief.waitClose()).toBe(4001);
     expect(onA.closeCode).toBeUndefined();
@@ -162,24 +173,38 @@ describe("Redis failures", () => {
 describe("sustained cross-host traffic", () => {
   it("1 000 events/s for 10 s: none lost or duplicated, in order, on both hosts", async () => {
     const pub = await connected(a, "mh-load-pub", { role: "operator" });
-    const subs = [await connected(a, "mh-load-a", { role: "viewer", agentIds: ["load"] }), await connected(b, "mh-load-b", { role: "viewer", agentIds: ["load"] }, "msgpack")];
+    const subs = [
+      await connected(a, "mh-load-a", { role: "viewer", agentIds: ["load"] }),
+      await connected(b, "mh-load-b", { role: "viewer", agentIds: ["load"] }, "msgpack"),
+    ];
     await settle(200);
     const total = 10_000;
     const start = Date.now();
     let sent = 0;
     while (sent < total) {
       const due = Math.min(total, Math.floor(((Date.now() - start) / 1000) * 1000) + 10);
-      for (; sent < due; sent++) pub.send({ type: "req", id: sent, method: "events.publish", params: { event: "load.tick", payload: { n: sent }, filter: { agentId: "load" } } });
+      for (; sent < due; sent++)
+        pub.send({
+          type: "req",
+          id: sent,
+          method: "events.publish",
+          params: { event: "load.tick", payload: { n: sent }, filter: { agentId: "load" } },
+        });
       await new Promise((r) => setTimeout(r, 10));
     }
     const elapsed = Date.now() - start;
     expect(elapsed).toBeGreaterThan(9_000);
     for (const s of subs) {
-      await until(`all ${total} events at a subscriber`, () => s.frames.filter((f) => f.event === "load.tick").length >= total, 20_000);
+      await until(
+        `all ${total} events at a subscriber`,
+        () => s.frames.filter((f) => f.event === "load.tick").length >= total,
+        20_000,
+      );
       await settle(300);
       const ns = s.frames.filter((f) => f.event === "load.tick").map((f) => (f.payload as { n: number }).n);
       expect(ns.length).toBe(total);
-      for (let i = 0; i < total; i++) if (ns[i] !== i) throw new Error(`event ${i} out of order or missing: got ${ns[i]}`);
+      for (let i = 0; i < total; i++)
+        if (ns[i] !== i) throw new Error(`event ${i} out of order or missing: got ${ns[i]}`);
     }
     const acks = pub.frames.filter((f: Frame) => f.type === "res");
     expect(acks.length).toBe(total);

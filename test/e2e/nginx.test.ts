@@ -25,7 +25,10 @@ import { freePort, RedisServer } from "./redis-server.js";
 
 const NGINX = process.env.NGINX ?? "/usr/sbin/nginx";
 const SKIP_NGINX = !existsSync(NGINX) && !process.env.CI;
-if (SKIP_NGINX) console.warn(`nginx.test.ts: ${NGINX} not found, skipping the tests behind nginx (apt-get install nginx; under CI they always run)`);
+if (SKIP_NGINX)
+  console.warn(
+    `nginx.test.ts: ${NGINX} not found, skipping the tests behind nginx (apt-get install nginx; under CI they always run)`,
+  );
 
 const docPath = (name: string) => fileURLToPath(new URL(`../../docs/${name}`, import.meta.url));
 const EXAMPLE = docPath("nginx.example.conf");
@@ -109,7 +112,11 @@ beforeAll(async () => {
   }
   expect(idA).toMatch(/^[0-9a-f]{8}$/);
   expect(idB).not.toBe(idA);
-  await until("both backplanes up", async () => (await metricSum(a, "gateway_backplane_up")) === 1 && (await metricSum(b, "gateway_backplane_up")) === 1);
+  await until(
+    "both backplanes up",
+    async () =>
+      (await metricSum(a, "gateway_backplane_up")) === 1 && (await metricSum(b, "gateway_backplane_up")) === 1,
+  );
 }, 30_000);
 
 afterAll(async () => {
@@ -120,9 +127,15 @@ afterAll(async () => {
 describe("docs/DEPLOYMENT.md", () => {
   it("quotes docs/nginx.example.conf and docs/haproxy.example.cfg verbatim (the tested file is the documented one)", () => {
     const doc = readFileSync(docPath("DEPLOYMENT.md"), "utf8");
-    for (const [lang, file] of [["nginx", "nginx.example.conf"], ["haproxy", "haproxy.example.cfg"]] as const) {
+    for (const [lang, file] of [
+      ["nginx", "nginx.example.conf"],
+      ["haproxy", "haproxy.example.cfg"],
+    ] as const) {
       const quoted = doc.includes("```" + lang + "\n" + readFileSync(docPath(file), "utf8") + "```\n");
-      expect(quoted, `docs/DEPLOYMENT.md must quote docs/${file} verbatim in a \`\`\`${lang} block: paste the file again`).toBe(true);
+      expect(
+        quoted,
+        `docs/DEPLOYMENT.md must quote docs/${file} verbatim in a \`\`\`${lang} block: paste the file again`,
+      ).toBe(true);
     }
   });
 });
@@ -160,7 +173,10 @@ let nginxOut = "";
 /** Replaces `from` by `to`, insisting that it occurs exactly `times` times (the example must not drift). */
 function replaceExactly(text: string, from: string, to: string, times: number): string {
   const parts = text.split(from);
-  if (parts.length - 1 !== times) throw new Error(`docs/nginx.example.conf: expected ${times} × ${JSON.stringify(from)}, found ${parts.length - 1}; update this test with the example`);
+  if (parts.length - 1 !== times)
+    throw new Error(
+      `docs/nginx.example.conf: expected ${times} × ${JSON.stringify(from)}, found ${parts.length - 1}; update this test with the example`,
+    );
   return parts.join(to);
 }
 
@@ -196,14 +212,21 @@ http {
 }
 `,
   );
-  const proc = spawn(NGINX, ["-p", `${d}/`, "-c", `${d}/nginx.conf`, "-e", `${d}/error.log`, "-g", "daemon off; master_process off;"], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(
+    NGINX,
+    ["-p", `${d}/`, "-c", `${d}/nginx.conf`, "-e", `${d}/error.log`, "-g", "daemon off; master_process off;"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   nginx = proc;
   let failure: string | undefined;
   proc.stdout!.on("data", (x: Buffer) => (nginxOut += x.toString()));
   proc.stderr!.on("data", (x: Buffer) => (nginxOut += x.toString()));
   proc.once("error", (err) => (failure = `cannot run ${NGINX} (install Debian's nginx): ${err.message}`));
   proc.once("exit", (code) => (failure ??= `nginx exited with ${code}:\n${nginxOut}\n${errorLog()}`));
-  await until("nginx listening", async () => failure !== undefined || (await request("/").catch(() => undefined))?.status === 404);
+  await until(
+    "nginx listening",
+    async () => failure !== undefined || (await request("/").catch(() => undefined))?.status === 404,
+  );
   if (failure !== undefined) throw new Error(failure);
 }
 
@@ -236,13 +259,27 @@ interface HttpAnswer {
 }
 
 /** One HTTPS request to nginx (trusting the test certificate). */
-function request(path: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string } = {}): Promise<HttpAnswer> {
+function request(
+  path: string,
+  opts: { method?: string; headers?: Record<string, string | string[]>; body?: string } = {},
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: "127.0.0.1", port: nginxPort, path, method: opts.method ?? "GET", headers: opts.headers, ca: TLS_CERT, agent: false }, (res) => {
-      let body = "";
-      res.on("data", (x: Buffer) => (body += x.toString()));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    });
+    const req = https.request(
+      {
+        host: "127.0.0.1",
+        port: nginxPort,
+        path,
+        method: opts.method ?? "GET",
+        headers: opts.headers,
+        ca: TLS_CERT,
+        agent: false,
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (x: Buffer) => (body += x.toString()));
+        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      },
+    );
     req.on("error", reject);
     req.end(opts.body);
   });
@@ -258,7 +295,13 @@ function upgrade(path: string, from: string, headers: Record<string, string | st
       localAddress: from,
       ca: TLS_CERT,
       agent: false,
-      headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", ...headers },
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        ...headers,
+      },
     });
     req.on("upgrade", (res, socket: Socket) => {
       socket.destroy();
@@ -346,9 +389,15 @@ class Client {
     for (;;) {
       const i = this.frames.findIndex(pred);
       if (i >= 0) return this.frames.splice(i, 1)[0]!;
-      if (this.closeCode !== undefined) throw new Error(`${this.deviceId}: closed (${this.closeCode}) while waiting; frames: ${JSON.stringify(this.frames).slice(0, 500)}`);
+      if (this.closeCode !== undefined)
+        throw new Error(
+          `${this.deviceId}: closed (${this.closeCode}) while waiting; frames: ${JSON.stringify(this.frames).slice(0, 500)}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.deviceId}: timed out waiting for a frame; have ${JSON.stringify(this.frames).slice(0, 500)}`);
+      if (left <= 0)
+        throw new Error(
+          `${this.deviceId}: timed out waiting for a frame; have ${JSON.stringify(this.frames).slice(0, 500)}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -381,11 +430,18 @@ class Client {
   }
 
   waitClose(timeoutMs = 5_000): Promise<number> {
-    return Promise.race([this.closed, sleep(timeoutMs).then(() => Promise.reject(new Error(`${this.deviceId}: no close within ${timeoutMs} ms`)))]);
+    return Promise.race([
+      this.closed,
+      sleep(timeoutMs).then(() => Promise.reject(new Error(`${this.deviceId}: no close within ${timeoutMs} ms`))),
+    ]);
   }
 }
 
-async function connectedVia(deviceId: string, opts: ClientOptions = {}, extra: Record<string, unknown> = {}): Promise<Client> {
+async function connectedVia(
+  deviceId: string,
+  opts: ClientOptions = {},
+  extra: Record<string, unknown> = {},
+): Promise<Client> {
   const c = new Client(deviceId, opts);
   await c.connect(extra);
   return c;
@@ -418,8 +474,17 @@ describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
     const page = await connectedVia("ngx-origin", { headers: { Origin: APP_ORIGIN } });
     expect((await page.request("echo", 1)).payload).toBe(1);
     await page.close();
-    expect((await upgrade("/ws?deviceId=ngx-evil", "127.0.0.1", { origin: "https://evil.example.com" })).status).toBe(403);
-    const preflight = await request("/v1/events", { method: "OPTIONS", headers: { origin: APP_ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+    expect((await upgrade("/ws?deviceId=ngx-evil", "127.0.0.1", { origin: "https://evil.example.com" })).status).toBe(
+      403,
+    );
+    const preflight = await request("/v1/events", {
+      method: "OPTIONS",
+      headers: {
+        origin: APP_ORIGIN,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+      },
+    });
     expect(preflight.status).toBe(204);
     expect(preflight.headers["access-control-allow-origin"]).toBe(APP_ORIGIN);
     // Only /ws and /v1/events are published; health and metrics stay private.
@@ -442,7 +507,12 @@ describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
     expect(onB).toBeGreaterThan(0);
     // The hosts agree: their connection gauges count exactly what the connIds say.
     const stickyOnA = same[0]!.instance === idA ? same.length : 0;
-    await until("gauges match the connIds", async () => (await metricSum(a, "gateway_worker_connections")) === onA + stickyOnA && (await metricSum(b, "gateway_worker_connections")) === 20 - onA + (same.length - stickyOnA));
+    await until(
+      "gauges match the connIds",
+      async () =>
+        (await metricSum(a, "gateway_worker_connections")) === onA + stickyOnA &&
+        (await metricSum(b, "gateway_worker_connections")) === 20 - onA + (same.length - stickyOnA),
+    );
     // Reconnecting lands every device where it was.
     const again = await Promise.all(spread.slice(0, 8).map((c) => connectedVia(c.deviceId)));
     for (let i = 0; i < again.length; i++) expect(again[i]!.instance).toBe(spread[i]!.instance);
@@ -498,7 +568,9 @@ describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
     // Every upgrade of one device goes to one host, whose limit is CONN_LIMIT per client IP.
     const path = "/ws?deviceId=ngx-ip-limit";
     for (let i = 0; i < CONN_LIMIT; i += 20) {
-      const batch = await Promise.all(Array.from({ length: Math.min(20, CONN_LIMIT - i) }, () => upgrade(path, "127.0.0.3")));
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(20, CONN_LIMIT - i) }, () => upgrade(path, "127.0.0.3")),
+      );
       expect(batch.map((r) => r.status)).toEqual(batch.map(() => 101));
     }
     const refused = await upgrade(path, "127.0.0.3");
@@ -509,7 +581,9 @@ describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
     expect((await upgrade(path, "127.0.0.4")).status).toBe(101);
     // A forged X-Forwarded-For (one line or several) is kept to the left of the address nginx saw.
     expect((await upgrade(path, "127.0.0.3", { "x-forwarded-for": "198.51.100.7" })).status).toBe(429);
-    expect((await upgrade(path, "127.0.0.3", { "x-forwarded-for": ["198.51.100.8", "198.51.100.9"] })).status).toBe(429);
+    expect((await upgrade(path, "127.0.0.3", { "x-forwarded-for": ["198.51.100.8", "198.51.100.9"] })).status).toBe(
+      429,
+    );
   });
 
   // Last: it stops gateway A.
@@ -532,7 +606,14 @@ describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
     expect(await a.exited).toBe(0);
     await Promise.all([c2.close(), c3.close()]);
     // nginx logs a tunnel when it ends: c2's upgrade was refused by A (503, draining) and retried on B.
-    await until("c2 in the access log", () => accessLog().includes(`/ws?deviceId=${c1.deviceId} 101 upstream=127.0.0.1:${a.port}, `));
-    expect(accessLog()).toMatch(new RegExp(`^/ws\\?deviceId=${c1.deviceId} 101 upstream=127\\.0\\.0\\.1:${a.port}, 127\\.0\\.0\\.1:${b.port} status=503, 101$`, "m"));
+    await until("c2 in the access log", () =>
+      accessLog().includes(`/ws?deviceId=${c1.deviceId} 101 upstream=127.0.0.1:${a.port}, `),
+    );
+    expect(accessLog()).toMatch(
+      new RegExp(
+        `^/ws\\?deviceId=${c1.deviceId} 101 upstream=127\\.0\\.0\\.1:${a.port}, 127\\.0\\.0\\.1:${b.port} status=503, 101$`,
+        "m",
+      ),
+    );
   });
 });

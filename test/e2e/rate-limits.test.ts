@@ -8,7 +8,10 @@ import WebSocket from "ws";
 import { connected, httpGet, startGateway, TestClient, type Gateway } from "./harness.js";
 
 /** Attempts an upgrade; resolves 101 on success (and closes), else the HTTP status with headers and body. */
-function tryUpgrade(gw: Gateway, headers: Record<string, string | string[]> = {}): Promise<{ status: number; retryAfter?: string; body?: unknown }> {
+function tryUpgrade(
+  gw: Gateway,
+  headers: Record<string, string | string[]> = {},
+): Promise<{ status: number; retryAfter?: string; body?: unknown }> {
   return new Promise((resolve) => {
     const ws = new WebSocket(gw.url, { headers });
     ws.on("open", () => {
@@ -18,7 +21,13 @@ function tryUpgrade(gw: Gateway, headers: Record<string, string | string[]> = {}
     ws.on("unexpected-response", (_req, res) => {
       let text = "";
       res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers["retry-after"] as string | undefined, body: text ? JSON.parse(text) : undefined }));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          retryAfter: res.headers["retry-after"] as string | undefined,
+          body: text ? JSON.parse(text) : undefined,
+        }),
+      );
     });
     ws.on("error", () => undefined);
   });
@@ -36,11 +45,13 @@ describe("per-IP connection rate", () => {
   it("counts admitted upgrades only, then refuses with 429, Retry-After and a RATE_LIMITED body", async () => {
     for (let i = 0; i < 5; i++) expect((await httpGet(gw.port, "/healthz")).status).toBe(200); // plain HTTP does not count
     // An upgrade refused for another reason does not count.
-    expect((await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`${gw.url}?encoding=xml`);
-      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on("error", () => undefined);
-    }))).toBe(400);
+    expect(
+      await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${gw.url}?encoding=xml`);
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on("error", () => undefined);
+      }),
+    ).toBe(400);
     for (let i = 0; i < 3; i++) expect((await tryUpgrade(gw)).status).toBe(101);
     const refused = await tryUpgrade(gw);
     expect(refused.status).toBe(429);
@@ -56,7 +67,9 @@ describe("per-IP connection rate", () => {
     // Refused upgrades do not count either: still refused, not pushed further out.
     const again = await tryUpgrade(gw);
     expect(again.status).toBe(429);
-    expect((again.body as { error: { retryAfterMs: number } }).error.retryAfterMs).toBeLessThanOrEqual(body.error.retryAfterMs);
+    expect((again.body as { error: { retryAfterMs: number } }).error.retryAfterMs).toBeLessThanOrEqual(
+      body.error.retryAfterMs,
+    );
   });
 
   it("ignores X-Forwarded-For from an untrusted peer (127.0.0.1 is not in TRUST_PROXY here)", async () => {
@@ -120,7 +133,11 @@ describe("per-device RPC and agent.run rates", () => {
   it("reports the configured limits in hello", async () => {
     const c = new TestClient(gw.url);
     const hello = await c.connect({ deviceId: "dev-hello", role: "operator" });
-    expect(hello.limits).toEqual({ maxPayloadBytes: 1048576, rpc: { max: 5, windowMs: 2000 }, agentRun: { max: 2, windowMs: 60000 } });
+    expect(hello.limits).toEqual({
+      maxPayloadBytes: 1048576,
+      rpc: { max: 5, windowMs: 2000 },
+      agentRun: { max: 2, windowMs: 60000 },
+    });
     c.close();
   });
 
@@ -128,7 +145,10 @@ describe("per-device RPC and agent.run rates", () => {
     const c = await connected(gw, "dev-rpc");
     for (let i = 0; i < 5; i++) expect((await c.request("echo", i, i)).ok).toBe(true);
     const r = await c.request("echo", "x", "over");
-    expect(r).toMatchObject({ ok: false, error: { code: "RATE_LIMITED", details: { limit: "rpc", max: 5, windowMs: 2000 } } });
+    expect(r).toMatchObject({
+      ok: false,
+      error: { code: "RATE_LIMITED", details: { limit: "rpc", max: 5, windowMs: 2000 } },
+    });
     const retry = (r.error as { retryAfterMs: number }).retryAfterMs;
     expect(retry).toBeGreaterThan(0);
     expect(retry).toBeLessThanOrEqual(4000);
@@ -159,7 +179,10 @@ describe("per-device RPC and agent.run rates", () => {
     const runId1 = (r1.payload as { runId: string }).runId;
     expect(runId1).toMatch(/^[0-9a-f-]{36}$/);
     const r3 = await c.request("agent.run", { agentId: "agent-a", input: 3 }, 3);
-    expect(r3).toMatchObject({ ok: false, error: { code: "RATE_LIMITED", details: { limit: "agentRun", max: 2, windowMs: 60000 } } });
+    expect(r3).toMatchObject({
+      ok: false,
+      error: { code: "RATE_LIMITED", details: { limit: "agentRun", max: 2, windowMs: 60000 } },
+    });
     expect((r3.error as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(50_000);
     // Two runs + the refused one: the RPC window holds 2 (refusals do not count) → 3 more echoes, then refused.
     for (let i = 0; i < 3; i++) expect((await c.request("echo", i, `e${i}`)).ok).toBe(true);
@@ -167,7 +190,10 @@ describe("per-device RPC and agent.run rates", () => {
     // The runtime got exactly the two admitted runs, with the device and input.
     await new Promise((res) => setTimeout(res, 100));
     expect(existsSync(outFile)).toBe(true);
-    const runs = readFileSync(outFile, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { runId: string; agentId: string; input: unknown; deviceId: string });
+    const runs = readFileSync(outFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { runId: string; agentId: string; input: unknown; deviceId: string });
     expect(runs.map((x) => x.input)).toEqual([{ q: 1 }, "two"]);
     expect(runs[0]).toMatchObject({ runId: runId1, agentId: "agent-a", deviceId: "dev-run" });
     c.close();
@@ -193,7 +219,8 @@ describe("per-device RPC and agent.run rates", () => {
 
   it("counts refusals by limit in /metrics", async () => {
     const text = await (await httpGet(gw.port, "/metrics")).text();
-    const value = (limit: string) => Number(new RegExp(`^gateway_rate_limited_total\\{limit="${limit}"\\} (\\d+)`, "m").exec(text)?.[1]);
+    const value = (limit: string) =>
+      Number(new RegExp(`^gateway_rate_limited_total\\{limit="${limit}"\\} (\\d+)`, "m").exec(text)?.[1]);
     expect(value("rpc")).toBeGreaterThanOrEqual(12);
     expect(value("agentRun")).toBeGreaterThanOrEqual(1);
     expect(value("connection")).toBe(0);

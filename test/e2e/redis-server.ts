@@ -39,7 +39,11 @@ export class RedisServer {
 
   /** (Re)starts the server on the same port; resolves once it accepts connections. */
   async restart(): Promise<void> {
-    const proc = spawn(REDIS_SERVER, ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(
+      REDIS_SERVER,
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     this.proc = proc;
     running.add(proc);
     proc.once("exit", () => running.delete(proc));

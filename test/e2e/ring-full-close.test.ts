@@ -5,7 +5,9 @@ import { describe, expect, it } from "vitest";
 import { connected, httpGet, startGateway, type Frame } from "./harness.js";
 
 /** gateway_worker_connections summed over workers, the live sessions and the 4002 closes. */
-async function workerCounts(port: number): Promise<{ connections: number; liveSessions: number; heartbeatTimeouts: number }> {
+async function workerCounts(
+  port: number,
+): Promise<{ connections: number; liveSessions: number; heartbeatTimeouts: number }> {
   const text = await (await httpGet(port, "/metrics")).text();
   const rows = [...text.matchAll(/^gateway_worker_connections\{worker="\d+"\} (\d+)$/gm)];
   const live = /^gateway_sessions\{state="live"\} (\d+)$/m.exec(text);
@@ -40,7 +42,8 @@ describe("a CLOSE that finds the inbound ring full", () => {
       const pad = "p".repeat(60);
       for (let i = 0; i < 3000; i++) flooder.send({ type: "req", id: i, method: "echo", params: pad });
       // The first UNAVAILABLE says the ring is full; the worker is still blocked.
-      const busy = (f: Frame) => f.type === "res" && f.ok === false && (f.error as { code: string }).code === "UNAVAILABLE";
+      const busy = (f: Frame) =>
+        f.type === "res" && f.ok === false && (f.error as { code: string }).code === "UNAVAILABLE";
       await flooder.next(busy, BLOCK_MS);
       for (const c of leavers) c.close();
       await Promise.all(leavers.map((c) => c.waitClose(BLOCK_MS)));
@@ -58,7 +61,9 @@ describe("a CLOSE that finds the inbound ring full", () => {
       // Dropped on the CLOSE records, not by the heartbeat.
       expect(counts).toEqual({ connections: 1, liveSessions: 1, heartbeatTimeouts: 0 });
       expect(gw.output()).toMatch(/inbound ring full: socket closes wait for room/);
-      const deferred = /^gateway_inbound_closes_deferred_total (\d+)$/m.exec(await (await httpGet(gw.port, "/metrics")).text());
+      const deferred = /^gateway_inbound_closes_deferred_total (\d+)$/m.exec(
+        await (await httpGet(gw.port, "/metrics")).text(),
+      );
       expect(Number(deferred?.[1])).toBeGreaterThan(0);
       // The survivor is still served once the flood is answered.
       expect((await flooder.request("echo", "after", "after", 10_000)).payload).toBe("after");

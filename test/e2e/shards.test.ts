@@ -18,11 +18,14 @@ async function withGateway(env: Record<string, string>, fn: (gw: Gateway) => Pro
 describe("sharding", () => {
   it("200 devices over 3 workers all get their own replies to interleaved pipelined requests", async () => {
     await withGateway({ WORKERS: "3" }, async (gw) => {
-      const clients = await Promise.all(Array.from({ length: 200 }, (_, i) => connected(gw, `device-${i}`, {}, i % 2 ? "msgpack" : "json")));
+      const clients = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => connected(gw, `device-${i}`, {}, i % 2 ? "msgpack" : "json")),
+      );
       const shardsUsed = new Set(clients.map((_, i) => shardOf(`device-${i}`, 3)));
       expect(shardsUsed.size).toBe(3);
       const PER = 20;
-      for (let k = 0; k < PER; k++) clients.forEach((c, i) => c.send({ type: "req", id: k, method: "echo", params: { i, k } }));
+      for (let k = 0; k < PER; k++)
+        clients.forEach((c, i) => c.send({ type: "req", id: k, method: "echo", params: { i, k } }));
       await Promise.all(
         clients.map(async (c, i) => {
           for (let k = 0; k < PER; k++) {
@@ -64,7 +67,10 @@ describe("handler modules and the piscina pool", () => {
   });
 
   it("refuses to start when a handler module is broken", async () => {
-    const r = await runToExit({ WORKERS: "1", HANDLER_MODULES: fileURLToPath(new URL("../fixtures/not-a-handler-module.mjs", import.meta.url)) });
+    const r = await runToExit({
+      WORKERS: "1",
+      HANDLER_MODULES: fileURLToPath(new URL("../fixtures/not-a-handler-module.mjs", import.meta.url)),
+    });
     expect(r.code).not.toBe(0);
     expect(r.output).toMatch(/must export `methods`/);
   });
@@ -72,20 +78,43 @@ describe("handler modules and the piscina pool", () => {
   it("logs a blocking handler's throw with its stack in the pool thread and answers INTERNAL", async () => {
     await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1" }, async (gw) => {
       const c = await connected(gw, "dev-blocking-throw");
-      expect(await c.request("test.blockingThrow", {}, 1)).toEqual({ type: "res", id: 1, ok: false, error: { code: "INTERNAL", message: "internal error" } });
+      expect(await c.request("test.blockingThrow", {}, 1)).toEqual({
+        type: "res",
+        id: 1,
+        ok: false,
+        error: { code: "INTERNAL", message: "internal error" },
+      });
       // A contract error from the pool reaches the client as it was thrown, and is no error log.
-      expect(await c.request("test.blockingThrow", { code: "FORBIDDEN" }, 2)).toMatchObject({ ok: false, error: { code: "FORBIDDEN", message: "test.blockingThrow: requested" } });
+      expect(await c.request("test.blockingThrow", { code: "FORBIDDEN" }, 2)).toMatchObject({
+        ok: false,
+        error: { code: "FORBIDDEN", message: "test.blockingThrow: requested" },
+      });
       expect((await c.request("echo", "alive", 3)).payload).toBe("alive");
       const lines = gw
         .output()
         .split("\n")
         .filter((l) => l.includes("blocking handler failed"))
-        .map((l) => JSON.parse(l) as { level: number; thread: string; method: string; err: { type: string; message: string; stack: string } });
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              level: number;
+              thread: string;
+              method: string;
+              err: { type: string; message: string; stack: string };
+            },
+        );
       expect(lines.length).toBe(1);
       const [line] = lines;
-      expect(line).toMatchObject({ level: 50, thread: "pool", method: "test.blockingThrow", err: { type: "Error", message: "test.blockingThrow: thrown by a test" } });
+      expect(line).toMatchObject({
+        level: 50,
+        thread: "pool",
+        method: "test.blockingThrow",
+        err: { type: "Error", message: "test.blockingThrow: thrown by a test" },
+      });
       // The stack is the throw's own, in the pool thread's bundle.
-      expect(line!.err.stack).toMatch(/^Error: test\.blockingThrow: thrown by a test\n\s+at \S*blockingThrow .*handler-task\.js/);
+      expect(line!.err.stack).toMatch(
+        /^Error: test\.blockingThrow: thrown by a test\n\s+at \S*blockingThrow .*handler-task\.js/,
+      );
       c.close();
     });
   });
@@ -118,28 +147,37 @@ describe("handler modules and the piscina pool", () => {
 
 describe("full inbound ring", () => {
   it("answers UNAVAILABLE instead of losing requests when a worker's ring is full", async () => {
-    await withGateway({ WORKERS: "1", GATEWAY_TEST_HOOKS: "1", MAX_PAYLOAD_BYTES: "1024", RING_BYTES: "67584", RATE_RPC_PER_DEVICE: "100000/1s" }, async (gw) => {
-      const c = await connected(gw, "dev-flood");
-      c.send({ type: "req", id: "block", method: "test.blockWorker", params: { ms: 1500 } });
-      await new Promise((r) => setTimeout(r, 100));
-      const N = 3000; // ~3000 × 100 B ≫ the ring
-      const pad = "p".repeat(60);
-      for (let i = 0; i < N; i++) c.send({ type: "req", id: i, method: "echo", params: pad });
-      const seen = new Map<number, string>();
-      while (seen.size < N) {
-        const f = await c.next((x) => x.type === "res" && typeof x.id === "number", 20_000);
-        expect(seen.has(f.id as number)).toBe(false);
-        seen.set(f.id as number, f.ok === true ? "ok" : (f.error as { code: string }).code);
-      }
-      const codes = [...seen.values()];
-      expect(codes.filter((x) => x === "UNAVAILABLE").length).toBeGreaterThan(0);
-      expect(codes.filter((x) => x === "ok").length).toBeGreaterThan(0);
-      expect(codes.every((x) => x === "ok" || x === "UNAVAILABLE")).toBe(true);
-      // Nothing but the blockWorker reply may be left over: no duplicates, no strays.
-      expect(c.frames.filter((f) => f.id !== "block" && f.type !== "ping")).toEqual([]);
-      expect((await c.request("echo", "after", "after")).payload).toBe("after");
-      c.close();
-    });
+    await withGateway(
+      {
+        WORKERS: "1",
+        GATEWAY_TEST_HOOKS: "1",
+        MAX_PAYLOAD_BYTES: "1024",
+        RING_BYTES: "67584",
+        RATE_RPC_PER_DEVICE: "100000/1s",
+      },
+      async (gw) => {
+        const c = await connected(gw, "dev-flood");
+        c.send({ type: "req", id: "block", method: "test.blockWorker", params: { ms: 1500 } });
+        await new Promise((r) => setTimeout(r, 100));
+        const N = 3000; // ~3000 × 100 B ≫ the ring
+        const pad = "p".repeat(60);
+        for (let i = 0; i < N; i++) c.send({ type: "req", id: i, method: "echo", params: pad });
+        const seen = new Map<number, string>();
+        while (seen.size < N) {
+          const f = await c.next((x) => x.type === "res" && typeof x.id === "number", 20_000);
+          expect(seen.has(f.id as number)).toBe(false);
+          seen.set(f.id as number, f.ok === true ? "ok" : (f.error as { code: string }).code);
+        }
+        const codes = [...seen.values()];
+        expect(codes.filter((x) => x === "UNAVAILABLE").length).toBeGreaterThan(0);
+        expect(codes.filter((x) => x === "ok").length).toBeGreaterThan(0);
+        expect(codes.every((x) => x === "ok" || x === "UNAVAILABLE")).toBe(true);
+        // Nothing but the blockWorker reply may be left over: no duplicates, no strays.
+        expect(c.frames.filter((f) => f.id !== "block" && f.type !== "ping")).toEqual([]);
+        expect((await c.request("echo", "after", "after")).payload).toBe("after");
+        c.close();
+      },
+    );
   }, 60_000);
 });
 
@@ -206,7 +244,10 @@ describe("faults and shutdown", () => {
   it("has no test trigger unless GATEWAY_TEST_HOOKS=1", async () => {
     await withGateway({ WORKERS: "1" }, async (gw) => {
       const c = await connected(gw, "dev-nohooks");
-      expect(await c.request("test.crashWorker", {}, 1)).toMatchObject({ ok: false, error: { code: "METHOD_NOT_FOUND" } });
+      expect(await c.request("test.crashWorker", {}, 1)).toMatchObject({
+        ok: false,
+        error: { code: "METHOD_NOT_FOUND" },
+      });
       c.close();
     });
   });

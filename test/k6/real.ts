@@ -178,8 +178,16 @@ export function useRealGateway(sim: K6Sim): () => Promise<void> {
       try {
         bridge.post({ op: "ws", url, headers: params?.headers ?? {} });
         const first = bridge.next(Date.now() + 10_000);
-        if (first?.t === "refused") return { url, status: first.status as number, headers: first.headers as Tags, body: first.body as string, error: "" };
-        if (first?.t !== "open") return { url, status: 0, headers: {}, body: "", error: String(first?.error ?? "no upgrade in 10 s") };
+        if (first?.t === "refused")
+          return {
+            url,
+            status: first.status as number,
+            headers: first.headers as Tags,
+            body: first.body as string,
+            error: "",
+          };
+        if (first?.t !== "open")
+          return { url, status: 0, headers: {}, body: "", error: String(first?.error ?? "no upgrade in 10 s") };
         const socket = new RealSyncSocket(bridge);
         cb(socket);
         socket.fire("open");

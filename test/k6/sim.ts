@@ -27,7 +27,8 @@ const STUB_EXPORTS: Record<string, string[]> = {
 function stubSource(name: string, exports: string[]): string {
   let src = `const mod = () => globalThis.__k6sim.modules[${JSON.stringify(name)}];\n`;
   src += "export default new Proxy({}, { get: (_t, k) => mod()[k] });\n";
-  for (const e of exports) src += `export function ${e}(...a) { const f = mod().${e}; return new.target ? Reflect.construct(f, a) : f(...a); }\n`;
+  for (const e of exports)
+    src += `export function ${e}(...a) { const f = mod().${e}; return new.target ? Reflect.construct(f, a) : f(...a); }\n`;
   return src;
 }
 
@@ -37,7 +38,8 @@ const k6Stubs: Plugin = {
     b.onResolve({ filter: /^k6(\/.*)?$/ }, (args) => ({ path: args.path, namespace: "k6stub" }));
     b.onLoad({ filter: /.*/, namespace: "k6stub" }, (args) => {
       const exports = STUB_EXPORTS[args.path];
-      if (exports === undefined) return { errors: [{ text: `no k6 stub for ${args.path} (add it to test/unit/k6-scripts.test.ts)` }] };
+      if (exports === undefined)
+        return { errors: [{ text: `no k6 stub for ${args.path} (add it to test/unit/k6-scripts.test.ts)` }] };
       return { contents: stubSource(args.path, exports), loader: "js" };
     });
   },
@@ -156,7 +158,18 @@ class FakeGateway {
   readonly conns = new Set<FakeConn>();
   readonly violations: string[] = [];
   readonly xffSeen: string[] = [];
-  readonly stats = { upgrades: 0, refused429: 0, connects: 0, rpcs: 0, pings: 0, validPongs: 0, refreshes: 0, published: 0, delivered: 0, clientCloses: 0 };
+  readonly stats = {
+    upgrades: 0,
+    refused429: 0,
+    connects: 0,
+    rpcs: 0,
+    pings: 0,
+    validPongs: 0,
+    refreshes: 0,
+    published: 0,
+    delivered: 0,
+    clientCloses: 0,
+  };
   firstConn: FakeConn | undefined;
   private nextConnId = 1;
   private seq = 0;
@@ -192,7 +205,9 @@ class FakeGateway {
         this.stats.refused429++;
         const h: Tags = { "X-Content-Type-Options": "nosniff", "Content-Type": "application/json" };
         if (!this.opts.faults.malformed429) h["Retry-After"] = "1";
-        const body = JSON.stringify({ error: { code: "RATE_LIMITED", message: "too many connections from this address", retryAfterMs: 800 } });
+        const body = JSON.stringify({
+          error: { code: "RATE_LIMITED", message: "too many connections from this address", retryAfterMs: 800 },
+        });
         return { status: 429, headers: h, body };
       }
     }
@@ -226,7 +241,8 @@ class FakeGateway {
     if (f.type === "pong") return this.pong(c, f);
     if (f.type !== "req") return this.violation(`frame type ${String(f.type)}`);
     const id = f.id;
-    if (!(typeof id === "string" || (typeof id === "number" && Number.isSafeInteger(id)))) return this.violation(`request id ${JSON.stringify(id)}`);
+    if (!(typeof id === "string" || (typeof id === "number" && Number.isSafeInteger(id))))
+      return this.violation(`request id ${JSON.stringify(id)}`);
     if (typeof f.method !== "string") return this.violation("request without method");
     this.stats.rpcs++;
     if (f.method === "connect") return this.violation("second connect");
@@ -246,9 +262,13 @@ class FakeGateway {
       this.violation(`first frame is not connect: ${JSON.stringify(f).slice(0, 80)}`);
       return c.serverClose(4001, "handshake required");
     }
-    if (typeof p.deviceId !== "string" || !DEVICE_RE.test(p.deviceId)) this.violation(`deviceId ${JSON.stringify(p.deviceId)}`);
+    if (typeof p.deviceId !== "string" || !DEVICE_RE.test(p.deviceId))
+      this.violation(`deviceId ${JSON.stringify(p.deviceId)}`);
     if (typeof p.role !== "string" || !ROLE_RE.test(p.role)) this.violation(`role ${JSON.stringify(p.role)}`);
-    if (p.agentIds !== undefined && !(Array.isArray(p.agentIds) && p.agentIds.every((a) => typeof a === "string" && DEVICE_RE.test(a)))) {
+    if (
+      p.agentIds !== undefined &&
+      !(Array.isArray(p.agentIds) && p.agentIds.every((a) => typeof a === "string" && DEVICE_RE.test(a)))
+    ) {
       this.violation(`agentIds ${JSON.stringify(p.agentIds)}`);
     }
     const auth = p.auth as Json | undefined;
@@ -274,7 +294,11 @@ class FakeGateway {
         sessionToken: `tok-${c.id}-0`,
         sessionExpiresAt: Date.now() + 300_000,
         heartbeat: { intervalMs: hb, timeoutMs: 2 * hb },
-        limits: { maxPayloadBytes: 1_048_576, rpc: { max: 60, windowMs: 60_000 }, agentRun: { max: 10, windowMs: 60_000 } },
+        limits: {
+          maxPayloadBytes: 1_048_576,
+          rpc: { max: 60, windowMs: 60_000 },
+          agentRun: { max: 10, windowMs: 60_000 },
+        },
       },
     });
     if (c.sync) {
@@ -287,13 +311,19 @@ class FakeGateway {
   private pong(c: FakeConn, f: Json): void {
     const seq = f.seq;
     if (typeof seq !== "number" || !(c.lastAnswered < seq && seq <= c.pingSeq)) {
-      return this.violation(`pong seq ${JSON.stringify(seq)} (last ping ${c.pingSeq}, last answered ${c.lastAnswered})`);
+      return this.violation(
+        `pong seq ${JSON.stringify(seq)} (last ping ${c.pingSeq}, last answered ${c.lastAnswered})`,
+      );
     }
     c.lastAnswered = seq;
     this.stats.validPongs++;
     if (this.opts.faults.skipRefresh) return;
     this.stats.refreshes++;
-    c.send({ type: "event", event: "session.refreshed", payload: { sessionToken: `tok-${c.id}-${++c.generation}`, expiresAt: Date.now() + 300_000 } });
+    c.send({
+      type: "event",
+      event: "session.refreshed",
+      payload: { sessionToken: `tok-${c.id}-${++c.generation}`, expiresAt: Date.now() + 300_000 },
+    });
   }
 
   /** POST /v1/events. */
@@ -384,7 +414,12 @@ export class K6Sim {
         group: (_name: string, fn: () => unknown) => fn(),
         randomSeed: () => undefined,
       },
-      "k6/metrics": { Counter: metric("counter"), Rate: metric("rate"), Trend: metric("trend"), Gauge: metric("gauge") },
+      "k6/metrics": {
+        Counter: metric("counter"),
+        Rate: metric("rate"),
+        Trend: metric("trend"),
+        Gauge: metric("gauge"),
+      },
       "k6/timers": {
         setTimeout: (fn: () => void, ms: number) => {
           const t = setTimeout(() => {
@@ -423,7 +458,10 @@ export class K6Sim {
         setResponseCallback: () => undefined,
       },
       "k6/websockets": { WebSocket: this.webSocketClass() },
-      "k6/ws": { connect: (url: string, params: { headers?: Tags } | null, cb: (s: SyncSocket) => void) => this.wsConnect(url, params, cb) },
+      "k6/ws": {
+        connect: (url: string, params: { headers?: Tags } | null, cb: (s: SyncSocket) => void) =>
+          this.wsConnect(url, params, cb),
+      },
       "k6/execution": {
         scenario: {
           get iterationInTest() {
@@ -434,10 +472,15 @@ export class K6Sim {
     };
   }
 
-  metric(kind: MetricKind, name: string, isTime: boolean): { name: string; add(v: number | boolean, tags?: Tags): void } {
+  metric(
+    kind: MetricKind,
+    name: string,
+    isTime: boolean,
+  ): { name: string; add(v: number | boolean, tags?: Tags): void } {
     if (!/^[A-Za-z0-9_]{1,128}$/.test(name)) throw new Error(`invalid metric name ${name}`);
     const existing = this.metrics.get(name);
-    if (existing && existing.kind !== kind) throw new Error(`metric ${name} registered as ${existing.kind} and ${kind}`);
+    if (existing && existing.kind !== kind)
+      throw new Error(`metric ${name} registered as ${existing.kind} and ${kind}`);
     const rec: MetricRec = existing ?? { kind, isTime, samples: [] };
     this.metrics.set(name, rec);
     return {
@@ -445,7 +488,8 @@ export class K6Sim {
       add(v: number | boolean, tags?: Tags) {
         if (typeof v !== "number" && typeof v !== "boolean") throw new Error(`${name}.add(${String(v)})`);
         if (typeof v === "number" && !Number.isFinite(v)) throw new Error(`${name}.add(${v})`);
-        for (const [k, tv] of Object.entries(tags ?? {})) if (typeof tv !== "string") throw new Error(`${name} tag ${k} is not a string`);
+        for (const [k, tv] of Object.entries(tags ?? {}))
+          if (typeof tv !== "string") throw new Error(`${name} tag ${k} is not a string`);
         rec.samples.push({ value: Number(v), tags: { ...tags } });
       },
     };
@@ -479,7 +523,10 @@ export class K6Sim {
                 setImmediate(() => {
                   if (this.readyState === 1) this.onmessage?.({ data: text, type: "message", timestamp: Date.now() });
                 }),
-              serverClose: (code, reason) => setImmediate(() => this.finish(code, code === 1000 || code === 1001 ? "" : `websocket: close ${code}: ${reason}`)),
+              serverClose: (code, reason) =>
+                setImmediate(() =>
+                  this.finish(code, code === 1000 || code === 1001 ? "" : `websocket: close ${code}: ${reason}`),
+                ),
             },
             false,
           );
@@ -523,7 +570,8 @@ export class K6Sim {
   /** k6/ws connect(): blocks until the session ends; returns the upgrade's response. */
   private wsConnect(url: string, params: { headers?: Tags } | null, cb: (s: SyncSocket) => void) {
     const verdict = this.gw.upgrade(url, params?.headers ?? {});
-    if (verdict.status !== 101) return { url, status: verdict.status, headers: verdict.headers, body: verdict.body, error: "" };
+    if (verdict.status !== 101)
+      return { url, status: verdict.status, headers: verdict.headers, body: verdict.body, error: "" };
     const socket = new SyncSocket(this.gw);
     cb(socket);
     socket.fire("open");
@@ -533,7 +581,14 @@ export class K6Sim {
 }
 
 function resp(status: number, body: string) {
-  return { status, body, headers: {}, error: status >= 400 ? `status ${status}` : "", error_code: 0, timings: { duration: 1 } };
+  return {
+    status,
+    body,
+    headers: {},
+    error: status >= 400 ? `status ${status}` : "",
+    error_code: 0,
+    timings: { duration: 1 },
+  };
 }
 
 /** k6/ws Socket on virtual time: messages first, then the earliest timer. */
@@ -575,7 +630,10 @@ class SyncSocket extends K6WsSocketBase {
 
   constructor(private readonly gw: FakeGateway) {
     super();
-    this.conn = gw.accept({ toClient: (text) => this.inbox.push({ text }), serverClose: (code) => this.inbox.push({ close: code }) }, true);
+    this.conn = gw.accept(
+      { toClient: (text) => this.inbox.push({ text }), serverClose: (code) => this.inbox.push({ close: code }) },
+      true,
+    );
   }
 
   send(data: unknown): void {
@@ -662,7 +720,11 @@ function percentile(sorted: number[], p: number): number {
   return (sorted[lo] ?? 0) + ((sorted[hi] ?? 0) - (sorted[lo] ?? 0)) * (i - lo);
 }
 
-export function evaluateThresholds(thresholds: Record<string, unknown>, metrics: Map<string, MetricRec>, seconds: number): ThresholdResult[] {
+export function evaluateThresholds(
+  thresholds: Record<string, unknown>,
+  metrics: Map<string, MetricRec>,
+  seconds: number,
+): ThresholdResult[] {
   const out: ThresholdResult[] = [];
   for (const [key, list] of Object.entries(thresholds)) {
     const km = /^([A-Za-z0-9_]+)(?:\{([^}]*)\})?$/.exec(key);
@@ -685,24 +747,39 @@ export function evaluateThresholds(thresholds: Record<string, unknown>, metrics:
       const agg = em[1] ?? "";
       const op = em[2] ?? "";
       const bound = Number(em[3]);
-      if (!AGGREGATIONS[kind].test(agg)) throw new Error(`threshold ${key}: "${agg}" is not an aggregation of a ${kind}`);
+      if (!AGGREGATIONS[kind].test(agg))
+        throw new Error(`threshold ${key}: "${agg}" is not an aggregation of a ${kind}`);
       if (rec === undefined) {
         out.push({ key, expr, ok: undefined, value: NaN });
         continue;
       }
-      const samples = rec.samples.filter((s) => Object.entries(tagFilter).every(([k, v]) => s.tags[k] === v)).map((s) => s.value);
+      const samples = rec.samples
+        .filter((s) => Object.entries(tagFilter).every(([k, v]) => s.tags[k] === v))
+        .map((s) => s.value);
       const sorted = [...samples].sort((a, b) => a - b);
       const sum = samples.reduce((a, b) => a + b, 0);
       let value: number;
       if (kind === "counter") value = agg === "count" ? sum : sum / seconds;
-      else if (kind === "rate") value = samples.length === 0 ? 0 : samples.filter((v) => v !== 0).length / samples.length;
+      else if (kind === "rate")
+        value = samples.length === 0 ? 0 : samples.filter((v) => v !== 0).length / samples.length;
       else if (kind === "gauge") value = samples.at(-1) ?? 0;
       else if (agg === "avg") value = samples.length === 0 ? 0 : sum / samples.length;
       else if (agg === "min") value = sorted[0] ?? 0;
       else if (agg === "max") value = sorted.at(-1) ?? 0;
       else if (agg === "med") value = percentile(sorted, 50);
       else value = percentile(sorted, Number(/\d+(\.\d+)?/.exec(agg)?.[0]));
-      const ok = op === "<" ? value < bound : op === "<=" ? value <= bound : op === ">" ? value > bound : op === ">=" ? value >= bound : op === "!=" ? value !== bound : value === bound;
+      const ok =
+        op === "<"
+          ? value < bound
+          : op === "<="
+            ? value <= bound
+            : op === ">"
+              ? value > bound
+              : op === ">="
+                ? value >= bound
+                : op === "!="
+                  ? value !== bound
+                  : value === bound;
       out.push({ key, expr, ok, value });
     }
   }
@@ -753,7 +830,13 @@ export function gatewayOptions(o: Partial<GatewayOptions> = {}): GatewayOptions 
   return { heartbeatMs: 100, closeEventHasCode: true, pingOnHello: false, upgradeDelayMs: 0, faults: {}, ...o };
 }
 
-export async function runScript(file: string, envOverrides: Tags, gw: Partial<GatewayOptions> = {}, timeoutMs = 20_000, adapt?: (sim: K6Sim) => void): Promise<RunResult> {
+export async function runScript(
+  file: string,
+  envOverrides: Tags,
+  gw: Partial<GatewayOptions> = {},
+  timeoutMs = 20_000,
+  adapt?: (sim: K6Sim) => void,
+): Promise<RunResult> {
   const sim = new K6Sim(gatewayOptions(gw));
   adapt?.(sim); // e.g. k6-real.ts: the k6 modules talk to a real gateway instead
   const env: Tags = { GW_URL, CONNECT_TIMEOUT: "2s", ...envOverrides };
@@ -812,9 +895,11 @@ export async function runScript(file: string, envOverrides: Tags, gw: Partial<Ga
     }
     await Promise.all(executors);
     // Idle: no script timer and no socket left, twice in a row.
-    for (let idle = 0; idle < 2; ) {
+    for (let idle = 0; idle < 2;) {
       if (Date.now() - started > timeoutMs) {
-        throw new Error(`${file}: iterations did not end within ${timeoutMs} ms (timers ${sim.timers.size}, open sockets ${sim.openSockets})`);
+        throw new Error(
+          `${file}: iterations did not end within ${timeoutMs} ms (timers ${sim.timers.size}, open sockets ${sim.openSockets})`,
+        );
       }
       await new Promise((r) => setTimeout(r, 20));
       idle = sim.timers.size === 0 && sim.openSockets === 0 ? idle + 1 : 0;
@@ -822,7 +907,9 @@ export async function runScript(file: string, envOverrides: Tags, gw: Partial<Ga
     const seconds = (Date.now() - started) / 1000;
     const thresholds = evaluateThresholds(options.thresholds, sim.metrics, seconds);
     const pick = (name: string, tags?: Tags) =>
-      (sim.metrics.get(name)?.samples ?? []).filter((s) => Object.entries(tags ?? {}).every(([k, v]) => s.tags[k] === v)).map((s) => s.value);
+      (sim.metrics.get(name)?.samples ?? [])
+        .filter((s) => Object.entries(tags ?? {}).every(([k, v]) => s.tags[k] === v))
+        .map((s) => s.value);
     return {
       mod,
       options,

@@ -6,7 +6,9 @@ describe("shared backoff", () => {
   const o = { baseDelayMs: 250, maxDelayMs: 30_000 };
 
   it("doubles from the base up to the cap, and survives huge attempts", () => {
-    expect([0, 1, 2, 6, 7, 8, 1000, 1e9].map((a) => backoffCeiling(a, o))).toEqual([250, 500, 1000, 16_000, 30_000, 30_000, 30_000, 30_000]);
+    expect([0, 1, 2, 6, 7, 8, 1000, 1e9].map((a) => backoffCeiling(a, o))).toEqual([
+      250, 500, 1000, 16_000, 30_000, 30_000, 30_000, 30_000,
+    ]);
     expect(backoffCeiling(3, { baseDelayMs: 0, maxDelayMs: 100 })).toBe(0);
     expect(() => backoffCeiling(-1, o)).toThrow(RangeError);
     expect(() => backoffCeiling(0.5, o)).toThrow(RangeError);

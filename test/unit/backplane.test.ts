@@ -3,7 +3,16 @@ import { reconnectDelay } from "../../workers/coordinator/backplane.js";
 
 describe("Redis reconnect backoff (full jitter, 100 ms · 2^attempt, at most 5 s)", () => {
   it("stays within [0, min(5 s, 100 ms · 2^attempt)]", () => {
-    const ceilings: Array<[attempt: number, ceiling: number]> = [[0, 100], [1, 200], [2, 400], [5, 3200], [6, 5000], [10, 5000], [50, 5000], [1e6, 5000]];
+    const ceilings: Array<[attempt: number, ceiling: number]> = [
+      [0, 100],
+      [1, 200],
+      [2, 400],
+      [5, 3200],
+      [6, 5000],
+      [10, 5000],
+      [50, 5000],
+      [1e6, 5000],
+    ];
     for (const [attempt, ceiling] of ceilings) {
       expect(reconnectDelay(attempt, () => 0)).toBe(0);
       expect(reconnectDelay(attempt, () => 0.999999)).toBe(ceiling);

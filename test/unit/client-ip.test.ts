@@ -163,7 +163,13 @@ describe("resolveClientIp", () => {
     ["two addresses in one entry → peer", "10.0.0.1", "198.51.100.1 198.51.100.2", PROXIES, "10.0.0.1"],
     ["IPv6 peer, garbage → peer", "fd00::1", "%%%", PROXIES, "fd00::1"],
     ["overlong header → peer", "10.0.0.1", long, PROXIES, "10.0.0.1"],
-    ["exactly 8 KiB is still read", "10.0.0.1", `${" ".repeat(MAX_FORWARDED_HEADER_LENGTH - 12)}198.51.100.1`, PROXIES, "198.51.100.1"],
+    [
+      "exactly 8 KiB is still read",
+      "10.0.0.1",
+      `${" ".repeat(MAX_FORWARDED_HEADER_LENGTH - 12)}198.51.100.1`,
+      PROXIES,
+      "198.51.100.1",
+    ],
     [
       "client at entry 32 from the right is found",
       "10.0.0.1",
@@ -198,7 +204,16 @@ describe("resolveClientIp", () => {
       fc.ipV4(),
       fc.ipV6(),
       fc.ipV4Extended(),
-      fc.constantFrom("10.0.0.1", "fd00::1", "192.168.1.1", "::ffff:10.1.1.1", "[fd00::2]:80", "10.0.0.1:1", "unknown", ""),
+      fc.constantFrom(
+        "10.0.0.1",
+        "fd00::1",
+        "192.168.1.1",
+        "::ffff:10.1.1.1",
+        "[fd00::2]:80",
+        "10.0.0.1:1",
+        "unknown",
+        "",
+      ),
       fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 70000 })).map(([a, p]) => `[${a}]:${p}`),
       fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 70000 })).map(([a, p]) => `${a}:${p}`),
     );

@@ -51,7 +51,8 @@ describe("ReconnectTimer", () => {
 });
 
 describe("ClientSession", () => {
-  const hello = (sessionId: string, sessionToken: string, sessionExpiresAt: number) => ({ sessionId, sessionToken, sessionExpiresAt }) as Hello;
+  const hello = (sessionId: string, sessionToken: string, sessionExpiresAt: number) =>
+    ({ sessionId, sessionToken, sessionExpiresAt }) as Hello;
 
   it("resumes with the newest unexpired token and keeps the session's agent set on resume", () => {
     const s = new ClientSession();

@@ -6,12 +6,21 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi } from "vitest";
 import { backoffCeiling, fullJitterDelay, validateBackoff } from "../../src/client/backoff.js";
 import WS from "ws";
-import { GatewayClient, GatewayRequestError, type GatewayClientOptions, type Hello, type WebSocketConstructor, type WebSocketLike } from "../../src/client/index.js";
+import {
+  GatewayClient,
+  GatewayRequestError,
+  type GatewayClientOptions,
+  type Hello,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "../../src/client/index.js";
 
 describe("full-jitter backoff", () => {
   it("ceilings double from baseDelayMs and stop at maxDelayMs", () => {
     const o = { baseDelayMs: 100, maxDelayMs: 1_000 };
-    expect([0, 1, 2, 3, 4, 5, 60, 2000].map((a) => backoffCeiling(a, o))).toEqual([100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    expect([0, 1, 2, 3, 4, 5, 60, 2000].map((a) => backoffCeiling(a, o))).toEqual([
+      100, 200, 400, 800, 1000, 1000, 1000, 1000,
+    ]);
     expect(backoffCeiling(10, { baseDelayMs: 0, maxDelayMs: 0 })).toBe(0);
     expect(() => backoffCeiling(-1, o)).toThrow(RangeError);
     expect(() => backoffCeiling(1.5, o)).toThrow(RangeError);
@@ -163,7 +172,12 @@ describe("GatewayClient against a scripted socket", () => {
     expect(ws.binaryType).toBe("arraybuffer");
     ws.open();
     const req = ws.answerConnect(hello);
-    expect(req).toEqual({ type: "req", id: req.id, method: "connect", params: { deviceId: "dev-1", role: "operator", agentIds: ["a"] } });
+    expect(req).toEqual({
+      type: "req",
+      id: req.id,
+      method: "connect",
+      params: { deviceId: "dev-1", role: "operator", agentIds: ["a"] },
+    });
     await p;
     return { c, ws };
   }
@@ -172,7 +186,11 @@ describe("GatewayClient against a scripted socket", () => {
     const { c, ws } = await connected();
     ws.deliver({ type: "ping", seq: 7, ts: 123 });
     expect(ws.sent.at(-1)).toEqual({ type: "pong", seq: 7 });
-    ws.deliver({ type: "event", event: "session.refreshed", payload: { sessionToken: "tok-1", expiresAt: Date.now() + 300_000 } });
+    ws.deliver({
+      type: "event",
+      event: "session.refreshed",
+      payload: { sessionToken: "tok-1", expiresAt: Date.now() + 300_000 },
+    });
     expect(c.sessionToken).toBe("tok-1");
     await c.close();
   });
@@ -184,7 +202,11 @@ describe("GatewayClient against a scripted socket", () => {
     const sub = ws.sent.at(-1)!;
     ws.deliver({ type: "res", id: sub.id, ok: true, payload: { agentIds: ["a", "b"] } });
     await subscribe;
-    ws.deliver({ type: "event", event: "session.refreshed", payload: { sessionToken: "tok-2", expiresAt: Date.now() + 300_000 } });
+    ws.deliver({
+      type: "event",
+      event: "session.refreshed",
+      payload: { sessionToken: "tok-2", expiresAt: Date.now() + 300_000 },
+    });
     const seen: string[] = [];
     c.on("reconnecting", (p) => seen.push(`reconnecting ${p.attempt} ${p.delayMs}`));
     c.on("open", (p) => seen.push(`open resumed=${p.resumed}`));

@@ -47,7 +47,9 @@ describe("parseEncoding", () => {
 
 describe("decodeFrame: JSON", () => {
   it("decodes a req frame", () => {
-    expect(decodeFrame(json('{"type":"req","id":1,"method":"echo","params":{"a":[1,"x",null,true]}}'), Encoding.JSON)).toEqual({
+    expect(
+      decodeFrame(json('{"type":"req","id":1,"method":"echo","params":{"a":[1,"x",null,true]}}'), Encoding.JSON),
+    ).toEqual({
       type: "req",
       id: 1,
       method: "echo",
@@ -65,12 +67,21 @@ describe("decodeFrame: JSON", () => {
     expect(decodeFrame(json('"x"'), Encoding.JSON)).toBe("x");
   });
 
-  it.each(["", "{", "}", '{"type":"req",}', "{'a':1}", "undefined", "NaN", '{"a":1} x', '{"a":1}{"b":2}', "[1,]", "\u0000"])(
-    "throws on invalid JSON %j",
-    (s) => {
-      expect(() => decodeFrame(json(s), Encoding.JSON)).toThrow();
-    },
-  );
+  it.each([
+    "",
+    "{",
+    "}",
+    '{"type":"req",}',
+    "{'a':1}",
+    "undefined",
+    "NaN",
+    '{"a":1} x',
+    '{"a":1}{"b":2}',
+    "[1,]",
+    "\u0000",
+  ])("throws on invalid JSON %j", (s) => {
+    expect(() => decodeFrame(json(s), Encoding.JSON)).toThrow();
+  });
 
   it.each<[string, number[]]>([
     ["a lone 0xff byte in a string", [0x22, 0xff, 0x22]],
@@ -112,10 +123,10 @@ describe("decodeFrame: JSON", () => {
 
 describe("decodeFrame: prototype pollution", () => {
   it("a JSON __proto__ key stays an own data property and pollutes nothing", () => {
-    const v = decodeFrame(json('{"type":"req","id":1,"method":"echo","__proto__":{"polluted":true},"params":{"__proto__":{"polluted":1}}}'), Encoding.JSON) as Record<
-      string,
-      unknown
-    >;
+    const v = decodeFrame(
+      json('{"type":"req","id":1,"method":"echo","__proto__":{"polluted":true},"params":{"__proto__":{"polluted":1}}}'),
+      Encoding.JSON,
+    ) as Record<string, unknown>;
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
     expect(v.polluted).toBeUndefined();
     expect(Object.getPrototypeOf(v.params)).toBe(Object.prototype);
@@ -149,7 +160,16 @@ describe("decodeFrame: prototype pollution", () => {
 
   it("a msgpack map16 with __proto__ among other keys keeps the other keys", () => {
     // map16 of 2: {"type": "pong", "__proto__": {"polluted": 1}}
-    const bytes = Uint8Array.from([0xde, 0x00, 0x02, 0xa4, ...utf8.encode("type"), 0xa4, ...utf8.encode("pong"), ...protoMap.slice(1)]);
+    const bytes = Uint8Array.from([
+      0xde,
+      0x00,
+      0x02,
+      0xa4,
+      ...utf8.encode("type"),
+      0xa4,
+      ...utf8.encode("pong"),
+      ...protoMap.slice(1),
+    ]);
     const v = decodeFrame(bytes, Encoding.MSGPACK) as Record<string, unknown>;
     expect(v.type).toBe("pong");
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
@@ -159,7 +179,21 @@ describe("decodeFrame: prototype pollution", () => {
 
 describe("decodeFrame: msgpack round trip of the contract's frames", () => {
   const frames: [string, unknown][] = [
-    ["req, integer id", { type: "req", id: 1, method: "connect", params: { deviceId: "dev-123", role: "operator", agentIds: ["agent-a"], auth: { token: "t" }, resume: { sessionToken: "a.b" } } }],
+    [
+      "req, integer id",
+      {
+        type: "req",
+        id: 1,
+        method: "connect",
+        params: {
+          deviceId: "dev-123",
+          role: "operator",
+          agentIds: ["agent-a"],
+          auth: { token: "t" },
+          resume: { sessionToken: "a.b" },
+        },
+      },
+    ],
     ["req, string id, no params", { type: "req", id: "r-1", method: "echo" }],
     ["req, max safe integer id", { type: "req", id: Number.MAX_SAFE_INTEGER, method: "echo", params: null }],
     ["req, negative id", { type: "req", id: -3, method: "echo", params: [1, 2.5, -7, "x", true, false, null] }],
@@ -176,17 +210,37 @@ describe("decodeFrame: msgpack round trip of the contract's frames", () => {
           sessionToken: "abc.def",
           sessionExpiresAt: 1767225600000,
           heartbeat: { intervalMs: 30000, timeoutMs: 60000 },
-          limits: { maxPayloadBytes: 1048576, rpc: { max: 60, windowMs: 60000 }, agentRun: { max: 10, windowMs: 60000 } },
+          limits: {
+            maxPayloadBytes: 1048576,
+            rpc: { max: 60, windowMs: 60000 },
+            agentRun: { max: 10, windowMs: 60000 },
+          },
         },
       },
     ],
-    ["res error with id null", { type: "res", id: null, ok: false, error: { code: "BAD_REQUEST", message: "frame must be an object" } }],
+    [
+      "res error with id null",
+      { type: "res", id: null, ok: false, error: { code: "BAD_REQUEST", message: "frame must be an object" } },
+    ],
     [
       "res error with retryAfterMs and details",
-      { type: "res", id: "q", ok: false, error: { code: "RATE_LIMITED", message: "slow down", retryAfterMs: 1234, details: { limit: "rpc", max: 60, windowMs: 60000 } } },
+      {
+        type: "res",
+        id: "q",
+        ok: false,
+        error: {
+          code: "RATE_LIMITED",
+          message: "slow down",
+          retryAfterMs: 1234,
+          details: { limit: "rpc", max: 60, windowMs: 60000 },
+        },
+      },
     ],
     ["event with seq", { type: "event", event: "agent.output", payload: { text: "héllo 😀", n: 0.1 }, seq: 2 ** 40 }],
-    ["event session.refreshed", { type: "event", event: "session.refreshed", payload: { sessionToken: "x.y", expiresAt: 1767225600000 } }],
+    [
+      "event session.refreshed",
+      { type: "event", event: "session.refreshed", payload: { sessionToken: "x.y", expiresAt: 1767225600000 } },
+    ],
     ["event events.dropped", { type: "event", event: "events.dropped", payload: { count: 7 } }],
     ["ping", { type: "ping", seq: 1, ts: 1767225600123 }],
     ["pong", { type: "pong", seq: 0 }],
@@ -202,7 +256,10 @@ describe("decodeFrame: msgpack round trip of the contract's frames", () => {
   });
 
   it("large integers come back as numbers, not bigints", () => {
-    const v = decodeFrame(pack({ a: 2 ** 53 - 1, b: -(2 ** 40), c: 2 ** 32 }), Encoding.MSGPACK) as Record<string, unknown>;
+    const v = decodeFrame(pack({ a: 2 ** 53 - 1, b: -(2 ** 40), c: 2 ** 32 }), Encoding.MSGPACK) as Record<
+      string,
+      unknown
+    >;
     expect(v).toStrictEqual({ a: 2 ** 53 - 1, b: -(2 ** 40), c: 2 ** 32 });
   });
 
@@ -271,7 +328,12 @@ describe("decodeFrame: malformed msgpack", () => {
           // throwing is fine
         }
         expect(performance.now() - t0).toBeLessThan(500);
-        expect(decodeFrame(good, Encoding.MSGPACK)).toEqual({ type: "req", id: "k", method: "echo", params: { a: [1, 2] } });
+        expect(decodeFrame(good, Encoding.MSGPACK)).toEqual({
+          type: "req",
+          id: "k",
+          method: "echo",
+          params: { a: [1, 2] },
+        });
       }),
       { numRuns: 3000 },
     );

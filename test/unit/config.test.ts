@@ -69,11 +69,32 @@ describe("defaults", () => {
   it("treats empty strings as unset", () => {
     const env: Record<string, string> = {};
     for (const k of [
-      "HOST", "PORT", "WORKERS", "HEARTBEAT_SEC", "SESSION_TTL_SEC", "SESSION_SECRET", "HANDSHAKE_TIMEOUT_MS",
-      "MAX_PAYLOAD_BYTES", "RATE_CONN_PER_IP", "RATE_RPC_PER_DEVICE", "RATE_AGENT_RUN_PER_DEVICE",
-      "OUTBOUND_QUEUE_BYTES", "SLOW_CONSUMER_SEC", "CORS_ORIGINS", "TRUST_PROXY", "GATEWAY_TOKEN", "ADMIN_TOKEN",
-      "PUBLISH_ROLES", "DRAIN_SEC", "LOG_LEVEL", "REDIS_URL", "HANDLER_MODULES", "GATEWAY_TEST_HOOKS", "RING_BYTES",
-    ]) env[k] = "";
+      "HOST",
+      "PORT",
+      "WORKERS",
+      "HEARTBEAT_SEC",
+      "SESSION_TTL_SEC",
+      "SESSION_SECRET",
+      "HANDSHAKE_TIMEOUT_MS",
+      "MAX_PAYLOAD_BYTES",
+      "RATE_CONN_PER_IP",
+      "RATE_RPC_PER_DEVICE",
+      "RATE_AGENT_RUN_PER_DEVICE",
+      "OUTBOUND_QUEUE_BYTES",
+      "SLOW_CONSUMER_SEC",
+      "CORS_ORIGINS",
+      "TRUST_PROXY",
+      "GATEWAY_TOKEN",
+      "ADMIN_TOKEN",
+      "PUBLISH_ROLES",
+      "DRAIN_SEC",
+      "LOG_LEVEL",
+      "REDIS_URL",
+      "HANDLER_MODULES",
+      "GATEWAY_TEST_HOOKS",
+      "RING_BYTES",
+    ])
+      env[k] = "";
     const e = load(env, 4);
     expect({ ...e, sessionSecret: "x" }).toEqual({ ...c, sessionSecret: "x" });
   });
@@ -113,16 +134,100 @@ interface IntCase {
 }
 
 const INT_CASES: IntCase[] = [
-  { variable: "PORT", key: "port", valid: [["0", 0], ["1", 1], ["8081", 8081], ["65535", 65535]], invalid: ["65536", "99999999999999999999"] },
-  { variable: "WORKERS", key: "workers", valid: [["1", 1], ["16", 16], ["256", 256]], invalid: ["0", "257"] },
-  { variable: "HEARTBEAT_SEC", key: "heartbeatSec", valid: [["1", 1], ["3600", 3600]], invalid: ["0", "3601"] },
-  { variable: "SESSION_TTL_SEC", key: "sessionTtlSec", valid: [["1", 1], ["86400", 86400], ["2147483", 2147483]], invalid: ["0", "2147484"] },
-  { variable: "HANDSHAKE_TIMEOUT_MS", key: "handshakeTimeoutMs", valid: [["100", 100], ["600000", 600000]], invalid: ["99", "0", "600001"] },
-  { variable: "MAX_PAYLOAD_BYTES", key: "maxPayloadBytes", valid: [["64", 64], ["67108864", 67108864]], invalid: ["63", "67108865"] },
-  { variable: "OUTBOUND_QUEUE_BYTES", key: "outboundQueueBytes", valid: [["1024", 1024], ["1073741824", 1073741824]], invalid: ["1023", "0", "9007199254740993"] },
-  { variable: "SLOW_CONSUMER_SEC", key: "slowConsumerSec", valid: [["1", 1], ["600", 600]], invalid: ["0", "2147484"] },
-  { variable: "DRAIN_SEC", key: "drainSec", valid: [["0", 0], ["3600", 3600]], invalid: ["3601"] },
-  { variable: "RING_BYTES", key: "ringBytes", valid: [["2162688", 2162688], ["1073741824", 1073741824]], invalid: ["2162687", "1073741825", "0"] },
+  {
+    variable: "PORT",
+    key: "port",
+    valid: [
+      ["0", 0],
+      ["1", 1],
+      ["8081", 8081],
+      ["65535", 65535],
+    ],
+    invalid: ["65536", "99999999999999999999"],
+  },
+  {
+    variable: "WORKERS",
+    key: "workers",
+    valid: [
+      ["1", 1],
+      ["16", 16],
+      ["256", 256],
+    ],
+    invalid: ["0", "257"],
+  },
+  {
+    variable: "HEARTBEAT_SEC",
+    key: "heartbeatSec",
+    valid: [
+      ["1", 1],
+      ["3600", 3600],
+    ],
+    invalid: ["0", "3601"],
+  },
+  {
+    variable: "SESSION_TTL_SEC",
+    key: "sessionTtlSec",
+    valid: [
+      ["1", 1],
+      ["86400", 86400],
+      ["2147483", 2147483],
+    ],
+    invalid: ["0", "2147484"],
+  },
+  {
+    variable: "HANDSHAKE_TIMEOUT_MS",
+    key: "handshakeTimeoutMs",
+    valid: [
+      ["100", 100],
+      ["600000", 600000],
+    ],
+    invalid: ["99", "0", "600001"],
+  },
+  {
+    variable: "MAX_PAYLOAD_BYTES",
+    key: "maxPayloadBytes",
+    valid: [
+      ["64", 64],
+      ["67108864", 67108864],
+    ],
+    invalid: ["63", "67108865"],
+  },
+  {
+    variable: "OUTBOUND_QUEUE_BYTES",
+    key: "outboundQueueBytes",
+    valid: [
+      ["1024", 1024],
+      ["1073741824", 1073741824],
+    ],
+    invalid: ["1023", "0", "9007199254740993"],
+  },
+  {
+    variable: "SLOW_CONSUMER_SEC",
+    key: "slowConsumerSec",
+    valid: [
+      ["1", 1],
+      ["600", 600],
+    ],
+    invalid: ["0", "2147484"],
+  },
+  {
+    variable: "DRAIN_SEC",
+    key: "drainSec",
+    valid: [
+      ["0", 0],
+      ["3600", 3600],
+    ],
+    invalid: ["3601"],
+  },
+  {
+    variable: "RING_BYTES",
+    key: "ringBytes",
+    valid: [
+      ["2162688", 2162688],
+      ["1073741824", 1073741824],
+    ],
+    invalid: ["2162687", "1073741825", "0"],
+  },
 ];
 
 describe.each(INT_CASES)("$variable", ({ variable, key, valid, invalid }) => {
@@ -176,9 +281,30 @@ describe("rate limits", () => {
   });
 
   it.each([
-    "0/60s", "10", "10/", "/60s", "10/60x", "10/0s", "10/60", "abc", "", " 10/60s", "10/60s ", "10 / 60s",
-    "10/60S", "1.5/60s", "10/1.5s", "-1/60s", "10/-60s", "1000000001/1s", "1/25h", "1/86400001ms", "10/60s/1",
-    "010/60s", "10/060s", "0x10/60s",
+    "0/60s",
+    "10",
+    "10/",
+    "/60s",
+    "10/60x",
+    "10/0s",
+    "10/60",
+    "abc",
+    "",
+    " 10/60s",
+    "10/60s ",
+    "10 / 60s",
+    "10/60S",
+    "1.5/60s",
+    "10/1.5s",
+    "-1/60s",
+    "10/-60s",
+    "1000000001/1s",
+    "1/25h",
+    "1/86400001ms",
+    "10/60s/1",
+    "010/60s",
+    "10/060s",
+    "0x10/60s",
   ])("rejects %j", (value) => {
     expect(() => parseRateLimit("RATE_RPC_PER_DEVICE", value)).toThrow(ConfigError);
   });
@@ -248,8 +374,19 @@ describe("HOST", () => {
   });
 
   it.each([
-    "example.com", "127.1", "0x7f.0.0.1", "2130706433", "010.0.0.1", "[::1]", "fe80::1%eth0", "1::2::3",
-    "127.0.0.1:8080", " 127.0.0.1", "256.0.0.1", "localhost.", "*",
+    "example.com",
+    "127.1",
+    "0x7f.0.0.1",
+    "2130706433",
+    "010.0.0.1",
+    "[::1]",
+    "fe80::1%eth0",
+    "1::2::3",
+    "127.0.0.1:8080",
+    " 127.0.0.1",
+    "256.0.0.1",
+    "localhost.",
+    "*",
   ])("rejects %j", (host) => {
     const err = configError({ HOST: host, GATEWAY_TOKEN: TOKEN });
     expect(err.variable).toBe("HOST");
@@ -258,14 +395,30 @@ describe("HOST", () => {
 });
 
 describe("isLoopbackHost", () => {
-  it.each(["127.0.0.1", "127.0.0.2", "127.1.2.3", "::1", "localhost", "LOCALHOST", "[::1]", "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1"])(
-    "%s → true",
-    (h) => expect(isLoopbackHost(h)).toBe(true),
-  );
-  it.each(["0.0.0.0", "::", "192.168.1.5", "128.0.0.1", "::2", "example.com", "", "127.1", "2130706433", "localhost.", "::ffff:10.0.0.1"])(
-    "%s → false",
-    (h) => expect(isLoopbackHost(h)).toBe(false),
-  );
+  it.each([
+    "127.0.0.1",
+    "127.0.0.2",
+    "127.1.2.3",
+    "::1",
+    "localhost",
+    "LOCALHOST",
+    "[::1]",
+    "::ffff:127.0.0.1",
+    "0:0:0:0:0:0:0:1",
+  ])("%s → true", (h) => expect(isLoopbackHost(h)).toBe(true));
+  it.each([
+    "0.0.0.0",
+    "::",
+    "192.168.1.5",
+    "128.0.0.1",
+    "::2",
+    "example.com",
+    "",
+    "127.1",
+    "2130706433",
+    "localhost.",
+    "::ffff:10.0.0.1",
+  ])("%s → false", (h) => expect(isLoopbackHost(h)).toBe(false));
 });
 
 // ---------------------------------------------------------------------------
@@ -342,9 +495,23 @@ describe("CORS_ORIGINS", () => {
   });
 
   it.each([
-    "*,https://a.com", "https://a.com,*", "a.com", "ftp://a.com", "https://a.com/path", "https://a.com?x=1",
-    "https://a.com?", "https://a.com#x", "https://u:p@a.com", "https://*.a.com", "null", "https://a.com,",
-    ",https://a.com", "https://a.com,,https://b.com", "https://a.com//", "http://a.com:99999", "file:///x",
+    "*,https://a.com",
+    "https://a.com,*",
+    "a.com",
+    "ftp://a.com",
+    "https://a.com/path",
+    "https://a.com?x=1",
+    "https://a.com?",
+    "https://a.com#x",
+    "https://u:p@a.com",
+    "https://*.a.com",
+    "null",
+    "https://a.com,",
+    ",https://a.com",
+    "https://a.com,,https://b.com",
+    "https://a.com//",
+    "http://a.com:99999",
+    "file:///x",
   ])("rejects %j", (value) => {
     const err = configError({ CORS_ORIGINS: value });
     expect(err.variable).toBe("CORS_ORIGINS");
@@ -365,8 +532,20 @@ describe("TRUST_PROXY", () => {
   });
 
   it.each([
-    "example.com", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/08", "10.0.0/8", "127.1", "10.0.0.0/8/8",
-    "10.0.0.0/ 8", "fe80::1%eth0", "1.2.3.4,", "1.2.3.4,,5.6.7.8", "*", "10.0.0.0/-1",
+    "example.com",
+    "10.0.0.0/33",
+    "::/129",
+    "10.0.0.0/",
+    "10.0.0.0/08",
+    "10.0.0/8",
+    "127.1",
+    "10.0.0.0/8/8",
+    "10.0.0.0/ 8",
+    "fe80::1%eth0",
+    "1.2.3.4,",
+    "1.2.3.4,,5.6.7.8",
+    "*",
+    "10.0.0.0/-1",
   ])("rejects %j", (value) => {
     const err = configError({ TRUST_PROXY: value });
     expect(err.variable).toBe("TRUST_PROXY");
@@ -403,9 +582,12 @@ describe("LOG_LEVEL", () => {
 });
 
 describe("REDIS_URL", () => {
-  it.each(["redis://localhost:6379", "rediss://user:pw@cache.example:6380/2", "redis://10.0.0.5"])("accepts %s", (v) => {
-    expect(load({ REDIS_URL: v }).redisUrl).toBe(v);
-  });
+  it.each(["redis://localhost:6379", "rediss://user:pw@cache.example:6380/2", "redis://10.0.0.5"])(
+    "accepts %s",
+    (v) => {
+      expect(load({ REDIS_URL: v }).redisUrl).toBe(v);
+    },
+  );
   it.each(["localhost:6379", "http://localhost:6379", "redis://", "redis:///0", "not a url"])("rejects %j", (v) => {
     const err = configError({ REDIS_URL: v });
     expect(err.variable).toBe("REDIS_URL");

@@ -22,7 +22,11 @@ describe("connect", () => {
     const f = frameOf(out[0]);
     expect(f).toMatchObject({ type: "res", id: "c1", ok: true });
     const p = f.payload as Record<string, unknown>;
-    expect(p).toMatchObject({ protocol: 1, connId: `${INSTANCE}-3`, heartbeat: { intervalMs: 10_000, timeoutMs: 20_000 } });
+    expect(p).toMatchObject({
+      protocol: 1,
+      connId: `${INSTANCE}-3`,
+      heartbeat: { intervalMs: 10_000, timeoutMs: 20_000 },
+    });
     const conn = k.table.byId.get(3)!;
     expect(conn.accepted).toBe(true);
     expect(conn.session?.holder).toBe(conn);
@@ -57,8 +61,16 @@ describe("resume", () => {
     const first = k.open(1, { deviceId: "dev-1", role: "operator", agentIds: ["a"] });
     const hello = frameOf(first[0]).payload as { sessionId: string; sessionToken: string };
     const old = k.table.byId.get(1)!;
-    const out = k.open(2, { deviceId: "dev-1", role: "operator", agentIds: ["b"], resume: { sessionToken: hello.sessionToken } });
-    expect(out.map((r) => [r.kind, r.connId])).toEqual([[OutKind.CLOSE, 1], [OutKind.SEND, 2]]);
+    const out = k.open(2, {
+      deviceId: "dev-1",
+      role: "operator",
+      agentIds: ["b"],
+      resume: { sessionToken: hello.sessionToken },
+    });
+    expect(out.map((r) => [r.kind, r.connId])).toEqual([
+      [OutKind.CLOSE, 1],
+      [OutKind.SEND, 2],
+    ]);
     expect(out[0]!.code).toBe(CloseCode.SESSION_TAKEN_OVER);
     const again = frameOf(out[1]).payload as { sessionId: string; sessionToken: string };
     expect(again.sessionId).toBe(hello.sessionId);
@@ -99,7 +111,9 @@ describe("resume", () => {
     await settle();
     const [r] = k.readOut();
     expect(frameOf(r)).toMatchObject({ ok: true, payload: { sessionId: elsewhere.session.id } });
-    expect(ofType(k.posted, "takeover")).toEqual([{ t: "takeover", sessionId: elsewhere.session.id, deviceId: "dev-9" }]);
+    expect(ofType(k.posted, "takeover")).toEqual([
+      { t: "takeover", sessionId: elsewhere.session.id, deviceId: "dev-9" },
+    ]);
     const puts = ofType(k.posted, "sessions").flatMap((m) => m.puts);
     const put = puts.at(-1)!;
     expect([put[0], put[1], put[2], put[4]]).toEqual([elsewhere.session.id, "dev-9", 1, ["x", "y"]]);

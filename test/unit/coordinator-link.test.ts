@@ -28,7 +28,14 @@ describe("coordinator link", () => {
     expect(subs.deltas).toContainEqual([1, "ag", 1]);
 
     // Acks resolve the publishes with their seq; an unknown id is ignored.
-    k.deliver({ t: "acks", acks: [[2, 11], [1, 10], [99, 12]] });
+    k.deliver({
+      t: "acks",
+      acks: [
+        [2, 11],
+        [1, 10],
+        [99, 12],
+      ],
+    });
     await expect(p1).resolves.toBe(10);
     await expect(p2).resolves.toBe(11);
     k.posted.length = 0;
@@ -92,7 +99,11 @@ describe("coordinator link", () => {
     const hello = k.connected(4);
     expect(k.link.bus.send(hello.connId as string, "my.event", { hi: 1 })).toBe(true);
     const [r] = k.readOut();
-    expect(r).toMatchObject({ kind: OutKind.SEND, connId: 4, frame: { type: "event", event: "my.event", payload: { hi: 1 } } });
+    expect(r).toMatchObject({
+      kind: OutKind.SEND,
+      connId: 4,
+      frame: { type: "event", event: "my.event", payload: { hi: 1 } },
+    });
     expect(r!.flags & OutFlags.DROPPABLE).toBe(OutFlags.DROPPABLE);
     expect(k.link.bus.send(`${INSTANCE}-99`, "my.event", {})).toBe(false); // not here
     expect(k.link.bus.send("otherhost-4", "my.event", {})).toBe(false); // another instance
@@ -101,7 +112,9 @@ describe("coordinator link", () => {
     // Opened but not yet accepted (a resume waiting on Redis): not a recipient.
     const w = socketWorkerKit({ env: REDIS });
     const foreign = new SessionStore(w.config.sessionSecret, 60_000).create("dev-5", {}, []);
-    expect(w.open(5, { deviceId: "dev-5", role: "operator", resume: { sessionToken: foreign.token.token } })).toEqual([]);
+    expect(w.open(5, { deviceId: "dev-5", role: "operator", resume: { sessionToken: foreign.token.token } })).toEqual(
+      [],
+    );
     expect(w.table.byId.get(5)?.accepted).toBe(false);
     expect(w.link.bus.send(`${INSTANCE}-5`, "my.event", {})).toBe(false);
     expect(k.readOut()).toEqual([]);

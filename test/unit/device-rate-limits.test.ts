@@ -5,7 +5,13 @@ import { loadConfig } from "../../src/config.js";
 import { createDeviceRateLimits } from "../../workers/socket/device-rate-limits.js";
 import type { HandlerContext } from "../../workers/handlers/handler-registry.js";
 
-const ctx = (deviceId: string): HandlerContext => ({ connId: "c", deviceId, role: "operator", sessionId: "s", bus: noBus });
+const ctx = (deviceId: string): HandlerContext => ({
+  connId: "c",
+  deviceId,
+  role: "operator",
+  sessionId: "s",
+  bus: noBus,
+});
 
 function setup(rpc: string, agentRun: string) {
   let t = 1_000_000;

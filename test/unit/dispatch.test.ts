@@ -25,7 +25,9 @@ function deferred<T>() {
 describe("dispatch", () => {
   it("runs a handler and answers with its payload; the connection is the handler's ctx", () => {
     let seen: unknown;
-    const k = socketWorkerKit({ methods: { "t.echo": { handler: (p, ctx) => ((seen = ctx), { p, who: ctx.deviceId }) } } });
+    const k = socketWorkerKit({
+      methods: { "t.echo": { handler: (p, ctx) => ((seen = ctx), { p, who: ctx.deviceId }) } },
+    });
     k.connected(1, "dev-a");
     const [r] = k.rpc(1, "t.echo", { x: 1 }, "r1");
     expect(res(r)).toEqual({ type: "res", id: "r1", ok: true, payload: { p: { x: 1 }, who: "dev-a" } });
@@ -34,18 +36,25 @@ describe("dispatch", () => {
     expect(outcome(k, "t.echo", "ok")).toBe(1);
   });
 
-  it("an unknown method is METHOD_NOT_FOUND, counted under \"other\"", () => {
+  it('an unknown method is METHOD_NOT_FOUND, counted under "other"', () => {
     const k = socketWorkerKit();
     k.connected(1);
     const [r] = k.rpc(1, "no.such", undefined, 5);
-    expect(res(r)).toEqual({ type: "res", id: 5, ok: false, error: { code: ErrorCode.METHOD_NOT_FOUND, message: 'unknown method "no.such"' } });
+    expect(res(r)).toEqual({
+      type: "res",
+      id: 5,
+      ok: false,
+      error: { code: ErrorCode.METHOD_NOT_FOUND, message: 'unknown method "no.such"' },
+    });
     expect(outcome(k, "other", ErrorCode.METHOD_NOT_FOUND)).toBe(1);
   });
 
   it("a pre-handler refusal answers its error and the handler does not run", () => {
     let runs = 0;
     const k = socketWorkerKit({ methods: { "t.m": { handler: () => void runs++ } } });
-    k.registry.preHandlers.push((method) => (method === "t.m" ? { code: ErrorCode.FORBIDDEN, message: "no" } : undefined));
+    k.registry.preHandlers.push((method) =>
+      method === "t.m" ? { code: ErrorCode.FORBIDDEN, message: "no" } : undefined,
+    );
     k.connected(1);
     const [r] = k.rpc(1, "t.m");
     expect(res(r)).toMatchObject({ ok: false, error: { code: ErrorCode.FORBIDDEN, message: "no" } });
@@ -57,13 +66,27 @@ describe("dispatch", () => {
     const boom = new Error("secret detail");
     const k = socketWorkerKit({
       methods: {
-        "t.gw": { handler: () => { throw new GatewayError(ErrorCode.RATE_LIMITED, "slow down", { retryAfterMs: 50 }); } },
-        "t.bug": { handler: () => { throw boom; } },
+        "t.gw": {
+          handler: () => {
+            throw new GatewayError(ErrorCode.RATE_LIMITED, "slow down", { retryAfterMs: 50 });
+          },
+        },
+        "t.bug": {
+          handler: () => {
+            throw boom;
+          },
+        },
       },
     });
     k.connected(1);
-    expect(res(k.rpc(1, "t.gw")[0])).toMatchObject({ ok: false, error: { code: ErrorCode.RATE_LIMITED, message: "slow down", retryAfterMs: 50 } });
-    expect(res(k.rpc(1, "t.bug")[0])).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL, message: "internal error" } });
+    expect(res(k.rpc(1, "t.gw")[0])).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.RATE_LIMITED, message: "slow down", retryAfterMs: 50 },
+    });
+    expect(res(k.rpc(1, "t.bug")[0])).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.INTERNAL, message: "internal error" },
+    });
     expect(outcome(k, "t.gw", ErrorCode.RATE_LIMITED)).toBe(1);
     expect(outcome(k, "t.bug", ErrorCode.INTERNAL)).toBe(1);
     const line = k.log.find((l) => l.msg === "handler failed");
@@ -73,7 +96,10 @@ describe("dispatch", () => {
   it("a reply that cannot be encoded is INTERNAL", () => {
     const k = socketWorkerKit({ methods: { "t.big": { handler: () => ({ n: 1n }) } } });
     k.connected(1);
-    expect(res(k.rpc(1, "t.big")[0])).toMatchObject({ ok: false, error: { code: ErrorCode.INTERNAL, message: "reply could not be encoded" } });
+    expect(res(k.rpc(1, "t.big")[0])).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.INTERNAL, message: "reply could not be encoded" },
+    });
     expect(k.log.find((l) => l.msg === "reply could not be encoded")?.obj.err).toBeInstanceOf(TypeError);
   });
 
@@ -110,7 +136,14 @@ describe("dispatch", () => {
       { ok: false, error: { code: ErrorCode.FORBIDDEN, message: "nope" } },
     ];
     const k = socketWorkerKit({
-      methods: { "t.cpu": { blocking: true, handler: () => { throw new Error("runs in the pool, not here"); } } },
+      methods: {
+        "t.cpu": {
+          blocking: true,
+          handler: () => {
+            throw new Error("runs in the pool, not here");
+          },
+        },
+      },
       runTask: async (t) => (tasks.push(t), results[tasks.length - 1]!),
     });
     const hello = k.connected(1, "dev-b", "viewer");
@@ -118,7 +151,11 @@ describe("dispatch", () => {
     k.rpc(1, "t.cpu", { n: 2 }, 2);
     expect(k.dispatcher.counts.blockingInFlight).toBe(2);
     await settle();
-    expect(tasks[0]).toEqual({ method: "t.cpu", params: { n: 1 }, ctx: { connId: hello.connId, deviceId: "dev-b", role: "viewer", sessionId: hello.sessionId } });
+    expect(tasks[0]).toEqual({
+      method: "t.cpu",
+      params: { n: 1 },
+      ctx: { connId: hello.connId, deviceId: "dev-b", role: "viewer", sessionId: hello.sessionId },
+    });
     const out = k.readOut().map(res);
     expect(out).toEqual([
       { type: "res", id: 1, ok: true, payload: 42 },
@@ -146,7 +183,11 @@ describe("dispatch", () => {
     const k = socketWorkerKit();
     k.connected(1);
     const [r] = k.send(1, { type: "req", id: 9, method: "connect", params: { deviceId: "dev-1", role: "operator" } });
-    expect(res(r)).toMatchObject({ id: 9, ok: false, error: { code: ErrorCode.BAD_REQUEST, message: "already connected" } });
+    expect(res(r)).toMatchObject({
+      id: 9,
+      ok: false,
+      error: { code: ErrorCode.BAD_REQUEST, message: "already connected" },
+    });
     expect(k.table.byId.get(1)?.accepted).toBe(true);
   });
 

@@ -182,7 +182,9 @@ describe("doorbell (cross-thread)", () => {
       expect(r).toMatchObject({ got: 2 * count, timedOut: 0, outOfOrder: 0 });
       expect(r.wakeups).toBeGreaterThan(0);
       await Promise.all(producers.map((p) => p.done));
-      console.log(`doorbell cross-thread: ${2 * count} records from 2 producers in ${Date.now() - t0} ms, ${r.wakeups} sync wakeups`);
+      console.log(
+        `doorbell cross-thread: ${2 * count} records from 2 producers in ${Date.now() - t0} ms, ${r.wakeups} sync wakeups`,
+      );
     } finally {
       await Promise.all(workers.map((w) => w.terminate()));
       rmSync(dir, { recursive: true, force: true });

@@ -32,7 +32,10 @@ describe("createEventBus", () => {
       ["x".repeat(129), 1, "invalid event name"],
       ["ok", 10n, UNENCODABLE_PAYLOAD],
     ] as const) {
-      const e: unknown = await bus.broadcast(event, payload).then(() => "resolved", (x: unknown) => x);
+      const e: unknown = await bus.broadcast(event, payload).then(
+        () => "resolved",
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(GatewayError);
       expect(e).toMatchObject({ code: ErrorCode.BAD_REQUEST, message });
     }
@@ -43,6 +46,9 @@ describe("createEventBus", () => {
     const { bus, calls } = busWithLog();
     expect(bus.send("c-1", "e", { p: 1 })).toBe(true);
     expect(bus.send("c-2", "e", null)).toBe(false);
-    expect(calls).toEqual([["send", "c-1", "e", { p: 1 }], ["send", "c-2", "e", null]]);
+    expect(calls).toEqual([
+      ["send", "c-1", "e", { p: 1 }],
+      ["send", "c-2", "e", null],
+    ]);
   });
 });

@@ -17,10 +17,16 @@ describe("events.subscribe / events.unsubscribe", () => {
     const conn = k.table.byId.get(1)!;
     await settle();
     k.posted.length = 0;
-    expect(frameOf(k.rpc(1, "events.subscribe", { agentIds: ["b", "a", "c"] })[0])).toMatchObject({ ok: true, payload: { agentIds: ["a", "b", "c"] } });
+    expect(frameOf(k.rpc(1, "events.subscribe", { agentIds: ["b", "a", "c"] })[0])).toMatchObject({
+      ok: true,
+      payload: { agentIds: ["a", "b", "c"] },
+    });
     expect(conn.session?.agentIds).toEqual(["a", "b", "c"]);
     expect(k.subscribers.candidates("c", undefined)?.has(conn)).toBe(true);
-    expect(frameOf(k.rpc(1, "events.unsubscribe", { agentIds: ["a", "zz"] })[0])).toMatchObject({ ok: true, payload: { agentIds: ["b", "c"] } });
+    expect(frameOf(k.rpc(1, "events.unsubscribe", { agentIds: ["a", "zz"] })[0])).toMatchObject({
+      ok: true,
+      payload: { agentIds: ["b", "c"] },
+    });
     expect(k.subscribers.candidates("a", undefined)).toBeUndefined();
     await settle();
     // The session is written once per turn with its new agents (REDIS_URL).
@@ -36,12 +42,18 @@ describe("events.subscribe / events.unsubscribe", () => {
       expect(f).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST } });
       expect((f.error as { message: string }).message).toMatch(/^params\./);
     }
-    expect(frameOf(k.rpc(1, "events.unsubscribe", { agentIds: 3 })[0])).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST } });
+    expect(frameOf(k.rpc(1, "events.unsubscribe", { agentIds: 3 })[0])).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.BAD_REQUEST },
+    });
     const conn = k.table.byId.get(1)!;
     const many = Array.from({ length: MAX_AGENT_IDS }, (_, i) => `ag-${i}`);
     expect(frameOf(k.rpc(1, "events.subscribe", { agentIds: many })[0])).toMatchObject({ ok: true });
     const over = frameOf(k.rpc(1, "events.subscribe", { agentIds: ["one-more"] })[0]);
-    expect(over).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST, message: `a connection may follow at most ${MAX_AGENT_IDS} agents` } });
+    expect(over).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.BAD_REQUEST, message: `a connection may follow at most ${MAX_AGENT_IDS} agents` },
+    });
     expect(conn.agentIds).toHaveLength(MAX_AGENT_IDS);
     expect(k.subscribers.candidates("one-more", undefined)).toBeUndefined();
   });
@@ -64,9 +76,20 @@ describe("events.publish", () => {
     const k = socketWorkerKit();
     k.connected(1, "dev-1", "viewer");
     k.connected(2, "dev-2", "operator");
-    expect(frameOf(k.rpc(1, "events.publish", { event: "x", payload: 1 })[0])).toMatchObject({ ok: false, error: { code: ErrorCode.FORBIDDEN } });
-    for (const params of [undefined, { event: "bad name", payload: 1 }, { event: "x" }, { event: "x", payload: { n: 1 }, filter: "f" }]) {
-      expect(frameOf(k.rpc(2, "events.publish", params)[0])).toMatchObject({ ok: false, error: { code: ErrorCode.BAD_REQUEST } });
+    expect(frameOf(k.rpc(1, "events.publish", { event: "x", payload: 1 })[0])).toMatchObject({
+      ok: false,
+      error: { code: ErrorCode.FORBIDDEN },
+    });
+    for (const params of [
+      undefined,
+      { event: "bad name", payload: 1 },
+      { event: "x" },
+      { event: "x", payload: { n: 1 }, filter: "f" },
+    ]) {
+      expect(frameOf(k.rpc(2, "events.publish", params)[0])).toMatchObject({
+        ok: false,
+        error: { code: ErrorCode.BAD_REQUEST },
+      });
     }
     await settle();
     expect(k.posted.filter((m) => m.t === "publish")).toEqual([]);
@@ -78,7 +101,10 @@ describe("agent run events", () => {
     const calls: unknown[][] = [];
     const failure = new Error("nope");
     const bus: EventBus = {
-      broadcast: (...args: unknown[]) => (calls.push(args), args[0] === "bad" ? Promise.reject(failure) : Promise.resolve(1)),
+      broadcast: (...args: unknown[]) => (
+        calls.push(args),
+        args[0] === "bad" ? Promise.reject(failure) : Promise.resolve(1)
+      ),
       send: () => false,
     };
     const { log, lines } = recordingLogger();
@@ -90,6 +116,8 @@ describe("agent run events", () => {
       ["agent.run.started", { runId: "r", agentId: "ag-1" }, { agentId: "ag-1" }],
       ["bad", { runId: "r", agentId: "ag-1" }, { agentId: "ag-1" }],
     ]);
-    expect(lines).toEqual([{ level: "warn", obj: { agentId: "ag-1", event: "bad", err: failure }, msg: "agent run event not broadcast" }]);
+    expect(lines).toEqual([
+      { level: "warn", obj: { agentId: "ag-1", event: "bad", err: failure }, msg: "agent run event not broadcast" },
+    ]);
   });
 });

@@ -39,7 +39,8 @@ function roundTrip(buf: Buffer, off: number, ev: EventInput): void {
   expect(buf[off]).toBe(EVENT_RECORD);
   // Nothing outside [off, off + len) was touched.
   for (let i = 0; i < off; i++) if (buf[i] !== SENTINEL) throw new Error(`byte ${i} before the record was written`);
-  for (let i = off + len; i < buf.length; i++) if (buf[i] !== SENTINEL) throw new Error(`byte ${i} past the record was written`);
+  for (let i = off + len; i < buf.length; i++)
+    if (buf[i] !== SENTINEL) throw new Error(`byte ${i} past the record was written`);
 }
 
 describe("EVENT records", () => {
@@ -115,9 +116,12 @@ describe("EVENT records", () => {
     expect(eventRecordLength("", undefined, undefined, "")).toBe(EVENT_HEADER_BYTES);
   });
 
-  it.each([0, 1, 2 ** 31, 2 ** 32 + 1, 2 ** 52 + 1, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER])("keeps seq %d exact", (seq) => {
-    roundTrip(Buffer.alloc(64), 3, { seq, event: "e", agentId: undefined, role: "r", payloadJson: "1" });
-  });
+  it.each([0, 1, 2 ** 31, 2 ** 32 + 1, 2 ** 52 + 1, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER])(
+    "keeps seq %d exact",
+    (seq) => {
+      roundTrip(Buffer.alloc(64), 3, { seq, event: "e", agentId: undefined, role: "r", payloadJson: "1" });
+    },
+  );
 
   it("writes at non-zero offsets of a Buffer over a SharedArrayBuffer, records back to back", () => {
     const sab = new SharedArrayBuffer(4096);
@@ -168,7 +172,9 @@ describe("EVENT records", () => {
         (ev, off) => {
           roundTrip(buf, off, ev);
           const d = readEventRecord(buf, off);
-          expect(JSON.parse(buf.toString("utf8", d.payloadOffset, d.payloadOffset + d.payloadLength))).toEqual(JSON.parse(ev.payloadJson));
+          expect(JSON.parse(buf.toString("utf8", d.payloadOffset, d.payloadOffset + d.payloadLength))).toEqual(
+            JSON.parse(ev.payloadJson),
+          );
         },
       ),
       { numRuns: 300 },

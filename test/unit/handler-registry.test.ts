@@ -2,7 +2,12 @@
 import { noBus } from "./no-bus.js";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { HandlerRegistry, loadHandlerModules, type HandlerContext, type MethodDefinition } from "../../workers/handlers/handler-registry.js";
+import {
+  HandlerRegistry,
+  loadHandlerModules,
+  type HandlerContext,
+  type MethodDefinition,
+} from "../../workers/handlers/handler-registry.js";
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const HANDLERS = fixture("handlers.mjs");
@@ -91,7 +96,9 @@ describe("register: refusals", () => {
   });
 
   it('"connect" is reserved in a table too, naming the source', () => {
-    expect(() => new HandlerRegistry().registerTable({ connect: def() }, "mod.mjs")).toThrow(/^mod\.mjs: method "connect" is reserved/);
+    expect(() => new HandlerRegistry().registerTable({ connect: def() }, "mod.mjs")).toThrow(
+      /^mod\.mjs: method "connect" is reserved/,
+    );
   });
 
   it("reserved check is exact (Connect, connect.x are ordinary names)", () => {
@@ -124,7 +131,9 @@ describe("register: refusals", () => {
     ["a bare function instead of a definition", () => 1],
   ])("%s is refused", (_name, d) => {
     const r = new HandlerRegistry();
-    expect(() => r.register("m", d as MethodDefinition, "x.mjs")).toThrow(/^x\.mjs: method "m" has no handler function/);
+    expect(() => r.register("m", d as MethodDefinition, "x.mjs")).toThrow(
+      /^x\.mjs: method "m" has no handler function/,
+    );
     expect(r.get("m")).toBeUndefined();
   });
 });
@@ -134,7 +143,9 @@ describe("loadHandlerModules", () => {
     const r = new HandlerRegistry();
     await loadHandlerModules(r, [HANDLERS]);
     expect(r.names()).toEqual(await fixtureMethodNames());
-    expect(r.names()).toEqual(expect.arrayContaining(["fixture.async", "fixture.blockingWhoami", "fixture.fail", "fixture.whoami"]));
+    expect(r.names()).toEqual(
+      expect.arrayContaining(["fixture.async", "fixture.blockingWhoami", "fixture.fail", "fixture.whoami"]),
+    );
   });
 
   it("the loaded handlers are the module's functions (called with params and ctx)", async () => {

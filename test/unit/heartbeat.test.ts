@@ -1,7 +1,12 @@
 // HeartbeatScheduler (PROTOCOL.md §4): a wheel of 100 buckets walked by one timer, pings spread
 // over the interval, pong validity pongSeq < seq ≤ pingSeq, timeout after 2 intervals.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { HEARTBEAT_BUCKETS, HeartbeatScheduler, type HeartbeatHandler, type HeartbeatState } from "../../workers/socket/heartbeat.js";
+import {
+  HEARTBEAT_BUCKETS,
+  HeartbeatScheduler,
+  type HeartbeatHandler,
+  type HeartbeatState,
+} from "../../workers/socket/heartbeat.js";
 
 const INTERVAL = 1000;
 const TICK = INTERVAL / HEARTBEAT_BUCKETS; // 10 ms
@@ -37,7 +42,9 @@ interface Harness {
 }
 
 /** A started scheduler whose handler records every call (with the fake wall time of the call). */
-function make(opts: { interval?: number; onPing?: (sched: HeartbeatScheduler<Conn>, c: Conn, seq: number) => void } = {}): Harness {
+function make(
+  opts: { interval?: number; onPing?: (sched: HeartbeatScheduler<Conn>, c: Conn, seq: number) => void } = {},
+): Harness {
   const events: Ev[] = [];
   const handler: HeartbeatHandler<Conn> = {
     ping(c, seq, ts) {
@@ -358,7 +365,9 @@ describe("lifecycle", () => {
     for (const c of conns) expected.push(`ping ${c.name} 2`);
     for (const c of conns) expected.push(`ping ${c.name} 3`);
     for (const c of conns) expected.push(`timeout ${c.name}`);
-    const got = burst.filter((e) => e.kind !== "flush").map((e) => (e.kind === "ping" ? `ping ${e.conn.name} ${e.seq}` : `timeout ${e.conn.name}`));
+    const got = burst
+      .filter((e) => e.kind !== "flush")
+      .map((e) => (e.kind === "ping" ? `ping ${e.conn.name} ${e.seq}` : `timeout ${e.conn.name}`));
     expect(got).toEqual(expected);
     // Schedule times of the pings are on the fixed grid, one interval apart per bucket.
     for (const [i, c] of conns.entries()) expect(c.pingScheduledAt).toBe(T0 + 2 * INTERVAL + (i + 1) * TICK);

@@ -3,7 +3,12 @@ import type { Logger } from "../../src/shared/logger.js";
 import { InKind } from "../../src/shared/records.js";
 import { RingReader, RingWriter, createRingBuffer } from "../../src/shared/ring-buffer.js";
 import { LoopDoorbells } from "../../src/server/loop-doorbells.js";
-import { CLOSE_RETRY_MS, InboundWriter, PENDING_CLOSES_WARN, type InboundTarget } from "../../src/server/inbound-writer.js";
+import {
+  CLOSE_RETRY_MS,
+  InboundWriter,
+  PENDING_CLOSES_WARN,
+  type InboundTarget,
+} from "../../src/server/inbound-writer.js";
 
 type Target = InboundTarget & { alive: boolean };
 
@@ -33,7 +38,8 @@ function setup(index = 0) {
 }
 
 const closes = (ids: number[]): Array<[number, number]> => ids.map((id) => [InKind.CLOSE, id]);
-const withoutFiller = (records: Array<[number, number]>) => records.filter(([kind, id]) => !(kind === InKind.FRAME && id === 1));
+const withoutFiller = (records: Array<[number, number]>) =>
+  records.filter(([kind, id]) => !(kind === InKind.FRAME && id === 1));
 const afterRetries = (n = 4) => new Promise((r) => setTimeout(r, CLOSE_RETRY_MS * n + 20));
 
 describe("InboundWriter", () => {
@@ -104,7 +110,10 @@ describe("InboundWriter", () => {
     s.fill();
     for (let i = 0; i < PENDING_CLOSES_WARN * 2; i++) s.writer.writeClose(s.target, 1000 + i);
     const stalled = s.warn.mock.calls.filter(([, msg]) => /many socket closes waiting/.test(String(msg)));
-    expect(stalled.map(([fields]) => (fields as { pending: number }).pending)).toEqual([PENDING_CLOSES_WARN, PENDING_CLOSES_WARN * 2]);
+    expect(stalled.map(([fields]) => (fields as { pending: number }).pending)).toEqual([
+      PENDING_CLOSES_WARN,
+      PENDING_CLOSES_WARN * 2,
+    ]);
     s.target.alive = false; // lets the retry timer drop them
   });
 });

@@ -5,7 +5,16 @@ import { parseIPv4Strict } from "../../src/server/client-ip.js";
 import { loadConfig } from "../../src/config.js";
 
 describe("parseIPv4Strict", () => {
-  it.each(["0.0.0.0", "1.2.3.4", "10.0.0.1", "127.0.0.1", "199.99.9.0", "203.0.113.7", "249.250.251.255", "255.255.255.255"])("accepts %s", (text) => {
+  it.each([
+    "0.0.0.0",
+    "1.2.3.4",
+    "10.0.0.1",
+    "127.0.0.1",
+    "199.99.9.0",
+    "203.0.113.7",
+    "249.250.251.255",
+    "255.255.255.255",
+  ])("accepts %s", (text) => {
     expect(parseIPv4Strict(text)?.toString()).toBe(text);
   });
 

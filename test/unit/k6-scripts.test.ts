@@ -13,7 +13,15 @@
 // the matching threshold fails). Types are tsc's job (load/k6/tsconfig.json). The simulation
 // lives in test/k6/sim.ts; test/e2e/k6-real.test.ts runs the same scripts against dist/main.js.
 import { describe, expect, it } from "vitest";
-import { evaluateThresholds, gatewayOptions, GW_URL, importScript, K6Sim, runScript, type RunResult } from "../k6/sim.js";
+import {
+  evaluateThresholds,
+  gatewayOptions,
+  GW_URL,
+  importScript,
+  K6Sim,
+  runScript,
+  type RunResult,
+} from "../k6/sim.js";
 
 // ---------------------------------------------------------------------------------------------
 
@@ -47,7 +55,9 @@ describe("k6 scripts: options", () => {
     expect(ro.thresholds.rpc_latency).toContain("p(95)<12");
 
     await expect(importScript("rpc.js", { GW_URL, RATE: "fast" }, sim)).rejects.toThrow(/RATE=fast/);
-    await expect(importScript("heartbeat-soak.js", { GW_URL, DURATION: "forever" }, sim)).rejects.toThrow(/DURATION=forever/);
+    await expect(importScript("heartbeat-soak.js", { GW_URL, DURATION: "forever" }, sim)).rejects.toThrow(
+      /DURATION=forever/,
+    );
     await expect(importScript("rpc.js", { GW_URL: "http://x/ws" }, sim)).rejects.toThrow(/GW_URL/);
     await expect(importScript("connect-storm.js", { GW_URL, XFF: "yes" }, sim)).rejects.toThrow(/XFF=yes/);
     await expect(importScript("rpc.js", { GW_URL, PARAMS: "{nope" }, sim)).rejects.toThrow(/PARAMS=\{nope/);
@@ -75,7 +85,9 @@ describe("rpc.js", () => {
   });
 
   it("counts error replies by code and a server close by close code; the thresholds fail", async () => {
-    const r = await runScript("rpc.js", env, { faults: { rpcErrorEvery: { n: 10, code: "RATE_LIMITED" }, closeOneAfterPings: { pings: 2, code: 4002 } } });
+    const r = await runScript("rpc.js", env, {
+      faults: { rpcErrorEvery: { n: 10, code: "RATE_LIMITED" }, closeOneAfterPings: { pings: 2, code: 4002 } },
+    });
     expect(r.sim.gw.violations).toEqual([]);
     expect(r.count("rpc_errors", { code: "RATE_LIMITED" })).toBeGreaterThanOrEqual(20);
     expect(r.rate("rpc_failed")).toBeGreaterThan(0.05);
@@ -85,12 +97,19 @@ describe("rpc.js", () => {
   });
 
   it("finds the close code in the error text when the close event has none (older k6)", async () => {
-    const r = await runScript("rpc.js", env, { closeEventHasCode: false, faults: { closeOneAfterPings: { pings: 1, code: 4009 } } });
+    const r = await runScript("rpc.js", env, {
+      closeEventHasCode: false,
+      faults: { closeOneAfterPings: { pings: 1, code: 4009 } },
+    });
     expect(r.count("ws_unexpected_close", { code: "4009" })).toBe(1);
   });
 
   it("gives up on a connection whose upgrade outlasts CONNECT_TIMEOUT, and closes it once open", async () => {
-    const r = await runScript("rpc.js", { ...env, CONNECT_TIMEOUT: "100ms", DURATION: "200ms" }, { upgradeDelayMs: 300 });
+    const r = await runScript(
+      "rpc.js",
+      { ...env, CONNECT_TIMEOUT: "100ms", DURATION: "200ms" },
+      { upgradeDelayMs: 300 },
+    );
     expect(r.sim.gw.violations).toEqual([]);
     expect(r.samples("ws_connect_failed")).toEqual([1, 1, 1, 1, 1, 1]);
     expect(r.sim.metrics.get("ws_connect_failed")?.samples.every((s) => s.tags.reason === "timeout")).toBe(true);
@@ -100,10 +119,18 @@ describe("rpc.js", () => {
   });
 
   it("sends auth.token when GATEWAY_TOKEN is set; a wrong token fails every connection", async () => {
-    const ok = await runScript("rpc.js", { ...env, GATEWAY_TOKEN: "t".repeat(20), DURATION: "200ms" }, { gatewayToken: "t".repeat(20) });
+    const ok = await runScript(
+      "rpc.js",
+      { ...env, GATEWAY_TOKEN: "t".repeat(20), DURATION: "200ms" },
+      { gatewayToken: "t".repeat(20) },
+    );
     expect(ok.sim.gw.violations).toEqual([]);
     expect(ok.failed).toEqual([]);
-    const bad = await runScript("rpc.js", { ...env, GATEWAY_TOKEN: "wrong-token-0123456", DURATION: "200ms" }, { gatewayToken: "t".repeat(20) });
+    const bad = await runScript(
+      "rpc.js",
+      { ...env, GATEWAY_TOKEN: "wrong-token-0123456", DURATION: "200ms" },
+      { gatewayToken: "t".repeat(20) },
+    );
     expect(bad.samples("ws_connect_failed")).toEqual([1, 1, 1, 1, 1, 1]);
     expect(bad.sim.metrics.get("ws_connect_failed")?.samples[0]?.tags.reason).toBe("error_UNAUTHORIZED");
     expect(bad.failed.some((f) => f.startsWith("ws_connect_failed"))).toBe(true);
@@ -135,7 +162,10 @@ describe("heartbeat-soak.js", () => {
   });
 
   it("flags missing session.refreshed and a 4002 heartbeat timeout", async () => {
-    const r = await runScript("heartbeat-soak.js", env, { heartbeatMs: 50, faults: { skipRefresh: true, closeOneAfterPings: { pings: 3, code: 4002 } } });
+    const r = await runScript("heartbeat-soak.js", env, {
+      heartbeatMs: 50,
+      faults: { skipRefresh: true, closeOneAfterPings: { pings: 3, code: 4002 } },
+    });
     expect(r.rate("refresh_missing")).toBe(1);
     expect(r.count("ws_unexpected_close", { code: "4002" })).toBe(1);
     expect(r.failed.some((f) => f.startsWith("refresh_missing"))).toBe(true);
@@ -144,7 +174,17 @@ describe("heartbeat-soak.js", () => {
 });
 
 describe("broadcast.js", () => {
-  const env = { VUS: "2", CONNS_PER_VU: "2", RAMP: "100ms", SETTLE: "300ms", DURATION: "1s", GRACE: "300ms", PUB_RATE: "10", PUB_VUS: "2", ADMIN_TOKEN: "admin-token-0123456789" };
+  const env = {
+    VUS: "2",
+    CONNS_PER_VU: "2",
+    RAMP: "100ms",
+    SETTLE: "300ms",
+    DURATION: "1s",
+    GRACE: "300ms",
+    PUB_RATE: "10",
+    PUB_VUS: "2",
+    ADMIN_TOKEN: "admin-token-0123456789",
+  };
 
   it("publishes with the admin token; every subscriber gets every event with increasing seq; thresholds pass", async () => {
     const r = await runScript("broadcast.js", env, { adminToken: "admin-token-0123456789" });
@@ -154,15 +194,25 @@ describe("broadcast.js", () => {
     expect(r.count("events_delivered")).toBe(40); // 10 events × 4 subscribers
     expect(r.samples("broadcast_latency")).toHaveLength(40);
     expect(r.count("broadcast_seq_gaps")).toBe(0);
-    expect(r.sim.publishHeaders[0]).toMatchObject({ Authorization: "Bearer admin-token-0123456789", "Content-Type": "application/json" });
+    expect(r.sim.publishHeaders[0]).toMatchObject({
+      Authorization: "Bearer admin-token-0123456789",
+      "Content-Type": "application/json",
+    });
     expect(r.sim.checks.every((c) => c.ok)).toBe(true);
   });
 
   it("counts a lost broadcast as a seq gap; a wrong token fails the publishes", async () => {
-    const gap = await runScript("broadcast.js", env, { adminToken: "admin-token-0123456789", faults: { dropSeqForOne: 5 } });
+    const gap = await runScript("broadcast.js", env, {
+      adminToken: "admin-token-0123456789",
+      faults: { dropSeqForOne: 5 },
+    });
     expect(gap.count("broadcast_seq_gaps")).toBe(1);
     expect(gap.failed.some((f) => f.startsWith("broadcast_seq_gaps"))).toBe(true);
-    const allowed = await runScript("broadcast.js", { ...env, ALLOW_GAPS: "1" }, { adminToken: "admin-token-0123456789", faults: { dropSeqForOne: 5 } });
+    const allowed = await runScript(
+      "broadcast.js",
+      { ...env, ALLOW_GAPS: "1" },
+      { adminToken: "admin-token-0123456789", faults: { dropSeqForOne: 5 } },
+    );
     expect(allowed.failed).toEqual([]);
     const unauth = await runScript("broadcast.js", env, { adminToken: "another-token-0123456789" });
     expect(unauth.rate("publish_failed")).toBe(1);
@@ -172,7 +222,9 @@ describe("broadcast.js", () => {
   });
 
   it("refuses to start without ADMIN_TOKEN", async () => {
-    await expect(runScript("broadcast.js", { ...env, ADMIN_TOKEN: "" }, { adminToken: "x" })).rejects.toThrow(/ADMIN_TOKEN is required/);
+    await expect(runScript("broadcast.js", { ...env, ADMIN_TOKEN: "" }, { adminToken: "x" })).rejects.toThrow(
+      /ADMIN_TOKEN is required/,
+    );
   });
 });
 
@@ -180,7 +232,11 @@ describe("connect-storm.js", () => {
   const env = { RATE: "20", DURATION: "1s", VUS: "5" };
 
   it("counts handshakes and 429s; honours Retry-After, the retry is admitted; thresholds pass", async () => {
-    const r = await runScript("connect-storm.js", { ...env, XFF: "vu", HOLD: "50ms" }, { pingOnHello: true, faults: { refuseEvery: 4 } });
+    const r = await runScript(
+      "connect-storm.js",
+      { ...env, XFF: "vu", HOLD: "50ms" },
+      { pingOnHello: true, faults: { refuseEvery: 4 } },
+    );
     expect(r.sim.gw.violations).toEqual([]);
     expect(r.failed).toEqual([]);
     expect(r.count("storm_attempts", { phase: "first" })).toBe(20);

@@ -29,7 +29,9 @@ describe("load/lib/args", () => {
   });
 
   it("names an unknown flag and lists the known ones", () => {
-    expect(() => parseFlags(["--typo", "1"], { values: ["only"], switches: ["help"] })).toThrow("unknown flag --typo (known: --only, --help)");
+    expect(() => parseFlags(["--typo", "1"], { values: ["only"], switches: ["help"] })).toThrow(
+      "unknown flag --typo (known: --only, --help)",
+    );
     expect(() => parseFlags(["-x"], { values: ["only"] })).toThrow("unknown flag -x (known: --only)");
   });
 

@@ -4,7 +4,12 @@ import { LoopDoorbells, type Unrung } from "../../src/server/loop-doorbells.js";
 import { RingReader, RingWriter, createRingBuffer, RING_CTRL } from "../../src/shared/ring-buffer.js";
 
 /** A ring with its reader parked in sleep(), and a way to see (synchronously) whether it was rung. */
-function sleepingRing(capacity = 4096): { target: Unrung; reader: RingReader; seq: () => number; write: (len: number) => number } {
+function sleepingRing(capacity = 4096): {
+  target: Unrung;
+  reader: RingReader;
+  seq: () => number;
+  write: (len: number) => number;
+} {
   const sab = createRingBuffer(capacity);
   const writer = new RingWriter(sab);
   const reader = new RingReader(sab);
@@ -15,7 +20,12 @@ function sleepingRing(capacity = 4096): { target: Unrung; reader: RingReader; se
     writer.commit();
     return len + 4;
   };
-  return { target: { inbound: writer, unrung: false, unrungBytes: 0 }, reader, seq: () => Atomics.load(ctrl, RING_CTRL.SEQ), write };
+  return {
+    target: { inbound: writer, unrung: false, unrungBytes: 0 },
+    reader,
+    seq: () => Atomics.load(ctrl, RING_CTRL.SEQ),
+    write,
+  };
 }
 
 describe("LoopDoorbells", () => {

@@ -28,7 +28,14 @@ function workerStats(shard: number, n: number): SocketWorkerStats {
 function fakePool() {
   const counts = [0, 0];
   const shards = [{ worker: {} }, { worker: {} }];
-  const coordinatorStats: CoordinatorStats = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0, eventLoopLagSec: lag };
+  const coordinatorStats: CoordinatorStats = {
+    published: 0,
+    shardDeliveries: 0,
+    unmatched: 0,
+    shardOverflow: 0,
+    seq: 0,
+    eventLoopLagSec: lag,
+  };
   const pool = {
     shards,
     restarts: 0,

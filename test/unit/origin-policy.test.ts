@@ -43,8 +43,14 @@ describe("OriginPolicy.check", () => {
 
 describe("CORS headers", () => {
   it("echo the allowed origin with Vary, never * unless CORS_ORIGINS=*", () => {
-    expect(listed.corsHeaders("https://app.example.com", OriginVerdict.ALLOWED)).toEqual({ "Access-Control-Allow-Origin": "https://app.example.com", Vary: "Origin" });
-    expect(any.corsHeaders("https://x.example", OriginVerdict.ALLOWED)).toEqual({ "Access-Control-Allow-Origin": "*", Vary: "Origin" });
+    expect(listed.corsHeaders("https://app.example.com", OriginVerdict.ALLOWED)).toEqual({
+      "Access-Control-Allow-Origin": "https://app.example.com",
+      Vary: "Origin",
+    });
+    expect(any.corsHeaders("https://x.example", OriginVerdict.ALLOWED)).toEqual({
+      "Access-Control-Allow-Origin": "*",
+      Vary: "Origin",
+    });
     expect(listed.corsHeaders("", OriginVerdict.NONE)).toBeUndefined();
     expect(listed.corsHeaders("https://evil.com", OriginVerdict.REFUSED)).toBeUndefined();
   });
@@ -57,7 +63,9 @@ describe("CORS headers", () => {
       "Access-Control-Allow-Headers": "authorization, content-type",
       "Access-Control-Max-Age": "600",
     });
-    expect(listed.preflightHeaders("http://localhost:3000", "GET", "")).not.toHaveProperty("Access-Control-Allow-Headers");
+    expect(listed.preflightHeaders("http://localhost:3000", "GET", "")).not.toHaveProperty(
+      "Access-Control-Allow-Headers",
+    );
   });
 });
 

@@ -18,16 +18,48 @@ describe("validatePublish", () => {
     ["filter null", { event: "e", payload: 1, filter: null }, { event: "e", payload: 1, filter: {} }],
     ["filter undefined", { event: "e", payload: 1, filter: undefined }, { event: "e", payload: 1, filter: {} }],
     ["filter empty", { event: "e", payload: 1, filter: {} }, { event: "e", payload: 1, filter: {} }],
-    ["filter agentId", { event: "e", payload: 1, filter: { agentId: "Ag-1.x:y_z" } }, { event: "e", payload: 1, filter: { agentId: "Ag-1.x:y_z" } }],
-    ["filter role", { event: "e", payload: 1, filter: { role: "op.x_y-1" } }, { event: "e", payload: 1, filter: { role: "op.x_y-1" } }],
-    ["filter both", { event: "e", payload: 1, filter: { agentId: "a", role: "r" } }, { event: "e", payload: 1, filter: { agentId: "a", role: "r" } }],
-    ["filter keys explicitly undefined", { event: "e", payload: 1, filter: { agentId: undefined, role: undefined } }, { event: "e", payload: 1, filter: {} }],
-    ["unknown filter keys ignored", { event: "e", payload: 1, filter: { other: 5 } }, { event: "e", payload: 1, filter: {} }],
+    [
+      "filter agentId",
+      { event: "e", payload: 1, filter: { agentId: "Ag-1.x:y_z" } },
+      { event: "e", payload: 1, filter: { agentId: "Ag-1.x:y_z" } },
+    ],
+    [
+      "filter role",
+      { event: "e", payload: 1, filter: { role: "op.x_y-1" } },
+      { event: "e", payload: 1, filter: { role: "op.x_y-1" } },
+    ],
+    [
+      "filter both",
+      { event: "e", payload: 1, filter: { agentId: "a", role: "r" } },
+      { event: "e", payload: 1, filter: { agentId: "a", role: "r" } },
+    ],
+    [
+      "filter keys explicitly undefined",
+      { event: "e", payload: 1, filter: { agentId: undefined, role: undefined } },
+      { event: "e", payload: 1, filter: {} },
+    ],
+    [
+      "unknown filter keys ignored",
+      { event: "e", payload: 1, filter: { other: 5 } },
+      { event: "e", payload: 1, filter: {} },
+    ],
     ["unknown body keys ignored", { event: "e", payload: 1, extra: true }, { event: "e", payload: 1, filter: {} }],
     ["event of 128 chars", { event: name128, payload: 1 }, { event: name128, payload: 1, filter: {} }],
-    ["event of the full alphabet", { event: "AZaz09._:-", payload: 1 }, { event: "AZaz09._:-", payload: 1, filter: {} }],
-    ["agentId of 128 chars", { event: "e", payload: 1, filter: { agentId: name128 } }, { event: "e", payload: 1, filter: { agentId: name128 } }],
-    ["role of 64 chars", { event: "e", payload: 1, filter: { role: role64 } }, { event: "e", payload: 1, filter: { role: role64 } }],
+    [
+      "event of the full alphabet",
+      { event: "AZaz09._:-", payload: 1 },
+      { event: "AZaz09._:-", payload: 1, filter: {} },
+    ],
+    [
+      "agentId of 128 chars",
+      { event: "e", payload: 1, filter: { agentId: name128 } },
+      { event: "e", payload: 1, filter: { agentId: name128 } },
+    ],
+    [
+      "role of 64 chars",
+      { event: "e", payload: 1, filter: { role: role64 } },
+      { event: "e", payload: 1, filter: { role: role64 } },
+    ],
   ])("accepts %s", (_name, body, want) => {
     const r = validatePublish(body);
     expect(r).toEqual(want);
@@ -101,26 +133,45 @@ describe("validatePublish", () => {
     for (let code = 0; code < 256; code++) {
       const ch = String.fromCharCode(code);
       const allowed = /[a-z0-9._-]/.test(ch);
-      expect(typeof validatePublish({ event: "e", payload: 1, filter: { role: `x${ch}y` } }) !== "string").toBe(allowed);
+      expect(typeof validatePublish({ event: "e", payload: 1, filter: { role: `x${ch}y` } }) !== "string").toBe(
+        allowed,
+      );
     }
   });
 
   it("reads own properties only: inherited event, payload or filter keys do not count", () => {
-    const inherited = (proto: object, own: object = {}) => Object.assign(Object.create(proto) as Record<string, unknown>, own);
+    const inherited = (proto: object, own: object = {}) =>
+      Object.assign(Object.create(proto) as Record<string, unknown>, own);
     expect(validatePublish(inherited({ event: "x", payload: 1 }))).toMatch(/event/);
     expect(validatePublish(inherited({ event: "x" }, { payload: 1 }))).toMatch(/event/);
     expect(validatePublish(inherited({ payload: 1 }, { event: "x" }))).toMatch(/payload/);
     // An inherited filter (or filter key) is no filter: the event is not narrowed by it.
-    expect(validatePublish(inherited({ filter: { agentId: "a" } }, { event: "x", payload: 1 }))).toEqual({ event: "x", payload: 1, filter: {} });
-    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ agentId: "a", role: "r" }) })).toEqual({ event: "x", payload: 1, filter: {} });
+    expect(validatePublish(inherited({ filter: { agentId: "a" } }, { event: "x", payload: 1 }))).toEqual({
+      event: "x",
+      payload: 1,
+      filter: {},
+    });
+    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ agentId: "a", role: "r" }) })).toEqual({
+      event: "x",
+      payload: 1,
+      filter: {},
+    });
     // ...and an inherited bad value is not refused either: it is simply not there.
-    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ role: "BAD" }, { agentId: "a" }) })).toEqual({ event: "x", payload: 1, filter: { agentId: "a" } });
+    expect(validatePublish({ event: "x", payload: 1, filter: inherited({ role: "BAD" }, { agentId: "a" }) })).toEqual({
+      event: "x",
+      payload: 1,
+      filter: { agentId: "a" },
+    });
   });
 
   it("a __proto__ key in a JSON body is an ordinary key, not a source of fields", () => {
     expect(validatePublish(JSON.parse('{"__proto__":{"event":"x","payload":1}}'))).toMatch(/event/);
     expect(validatePublish(JSON.parse('{"event":"x","__proto__":{"payload":1}}'))).toMatch(/payload/);
-    expect(validatePublish(JSON.parse('{"event":"x","payload":1,"filter":{"__proto__":{"agentId":"a"}}}'))).toEqual({ event: "x", payload: 1, filter: {} });
+    expect(validatePublish(JSON.parse('{"event":"x","payload":1,"filter":{"__proto__":{"agentId":"a"}}}'))).toEqual({
+      event: "x",
+      payload: 1,
+      filter: {},
+    });
     // An object literal's __proto__ sets the prototype: its fields are inherited, so refused.
     expect(validatePublish({ __proto__: { event: "x", payload: 1 } })).toMatch(/event/);
   });

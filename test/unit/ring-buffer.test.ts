@@ -380,7 +380,8 @@ function runModel(start: number, cmds: Cmd[]): void {
   const onRecord = (off: number, len: number): void => {
     const rec = queue.shift();
     if (rec === undefined) throw new Error("reader produced a record that was never written");
-    if (len !== rec.len || off !== rec.off) throw new Error(`record ${rec.seq}: got ${off}/${len}, want ${rec.off}/${rec.len}`);
+    if (len !== rec.len || off !== rec.off)
+      throw new Error(`record ${rec.seq}: got ${off}/${len}, want ${rec.off}/${rec.len}`);
     if (!recordMatches(r.bytes, off, len, rec.seq)) throw new Error(`record ${rec.seq}: content corrupted`);
     mTail += rec.cost;
     received++;
@@ -431,7 +432,9 @@ describe("property: random writes and partial drains", () => {
     { weight: 3, arbitrary: lenArb.map((len): Cmd => ({ kind: "write", len })) },
     {
       weight: 2,
-      arbitrary: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.constant(0x7fffffff)).map((max): Cmd => ({ kind: "drain", max })),
+      arbitrary: fc
+        .oneof(fc.integer({ min: 0, max: 6 }), fc.constant(0x7fffffff))
+        .map((max): Cmd => ({ kind: "drain", max })),
     },
   );
   const startArb = fc.oneof(
@@ -474,7 +477,7 @@ describe("32-bit counter overflow", () => {
           w.commit();
         }
         const head = c[RING_CTRL.HEAD] as number;
-        if (head >>> 0 < lastHead >>> 0 || (head < 0) !== (lastHead < 0)) crossed = true;
+        if (head >>> 0 < lastHead >>> 0 || head < 0 !== lastHead < 0) crossed = true;
         lastHead = head;
         expect(w.freeBytes()).toBeGreaterThanOrEqual(0);
         expect(w.freeBytes()).toBeLessThanOrEqual(4096);
@@ -683,32 +686,36 @@ describe("peek / release", () => {
 
   it("property: peek/release reads the same records in the same order as drain, across wraparounds", () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 1300 }), { minLength: 50, maxLength: 600 }), fc.integer({ min: 1, max: 8 }), (sizes, burst) => {
-        const sab = createRingBuffer(4096);
-        const w = new RingWriter(sab);
-        const r = new RingReader(sab);
-        let written = 0;
-        let read = 0;
-        while (read < sizes.length) {
-          for (let b = 0; b < burst && written < sizes.length; b++) {
-            const len = sizes[written]!;
-            const off = w.reserve(len);
-            if (off < 0) break;
-            fillRecord(w.bytes, off, len, written);
-            w.commit();
-            written++;
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 1300 }), { minLength: 50, maxLength: 600 }),
+        fc.integer({ min: 1, max: 8 }),
+        (sizes, burst) => {
+          const sab = createRingBuffer(4096);
+          const w = new RingWriter(sab);
+          const r = new RingReader(sab);
+          let written = 0;
+          let read = 0;
+          while (read < sizes.length) {
+            for (let b = 0; b < burst && written < sizes.length; b++) {
+              const len = sizes[written]!;
+              const off = w.reserve(len);
+              if (off < 0) break;
+              fillRecord(w.bytes, off, len, written);
+              w.commit();
+              written++;
+            }
+            for (;;) {
+              const off = r.peek();
+              if (off < 0) break;
+              expect(r.peekedLength).toBe(sizes[read]);
+              expect(recordMatches(r.bytes, off, r.peekedLength, read)).toBe(true);
+              r.release();
+              read++;
+            }
           }
-          for (;;) {
-            const off = r.peek();
-            if (off < 0) break;
-            expect(r.peekedLength).toBe(sizes[read]);
-            expect(recordMatches(r.bytes, off, r.peekedLength, read)).toBe(true);
-            r.release();
-            read++;
-          }
-        }
-        expect(w.freeBytes()).toBe(4096);
-      }),
+          expect(w.freeBytes()).toBe(4096);
+        },
+      ),
       { numRuns: 60 },
     );
   });

@@ -106,7 +106,12 @@ describe("tokens", () => {
 
   it("refuses a well-signed, unexpired token of a session it does not know (or has forgotten)", () => {
     const { store, clock } = makeStore(1);
-    const unknown = issueSessionToken(SECRET, { sessionId: newSessionId(), deviceId: "dev-1", generation: 0, expiresAt: T0 + TTL });
+    const unknown = issueSessionToken(SECRET, {
+      sessionId: newSessionId(),
+      deviceId: "dev-1",
+      generation: 0,
+      expiresAt: T0 + TTL,
+    });
     expect(store.find(unknown, "dev-1")).toBeUndefined();
 
     // Forgotten by the cap while its token is still within its lifetime.
@@ -274,10 +279,16 @@ describe("sessions shared through Redis (REDIS_URL)", () => {
     const { store: b, clock } = makeStore();
     const { session, token } = a.create("dev-1", holder("on-a"), ["agent-x"]);
     expect(b.find(token.token, "dev-1")).toBeUndefined(); // b does not hold it
-    expect(b.foreignClaims(token.token, "dev-1")).toMatchObject({ sessionId: session.id, deviceId: "dev-1", generation: 0 });
+    expect(b.foreignClaims(token.token, "dev-1")).toMatchObject({
+      sessionId: session.id,
+      deviceId: "dev-1",
+      generation: 0,
+    });
     expect(a.foreignClaims(token.token, "dev-1")).toBeUndefined(); // held here: find() is the way
     expect(b.foreignClaims(token.token, "dev-2")).toBeUndefined();
-    expect(b.foreignClaims(token.token.slice(0, -1) + (token.token.endsWith("A") ? "B" : "A"), "dev-1")).toBeUndefined();
+    expect(
+      b.foreignClaims(token.token.slice(0, -1) + (token.token.endsWith("A") ? "B" : "A"), "dev-1"),
+    ).toBeUndefined();
     clock.t += TTL;
     expect(b.foreignClaims(token.token, "dev-1")).toBeUndefined();
   });

@@ -1,10 +1,21 @@
 // Session tokens: compact, HMAC-signed over sessionId, deviceId, generation and expiry.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { SESSION_TOKEN_LENGTH, issueSessionToken, newSessionId, verifySessionToken, type SessionClaims } from "../../workers/socket/session-token.js";
+import {
+  SESSION_TOKEN_LENGTH,
+  issueSessionToken,
+  newSessionId,
+  verifySessionToken,
+  type SessionClaims,
+} from "../../workers/socket/session-token.js";
 
 const SECRET = "test-secret-0123456789abcdef0123456789";
-const CLAIMS: SessionClaims = { sessionId: "AAECAwQFBgcICQoL", deviceId: "dev-123", generation: 3, expiresAt: 1767225600000 };
+const CLAIMS: SessionClaims = {
+  sessionId: "AAECAwQFBgcICQoL",
+  deviceId: "dev-123",
+  generation: 3,
+  expiresAt: 1767225600000,
+};
 
 const claimsArb = fc.record({
   sessionId: fc.uint8Array({ minLength: 12, maxLength: 12 }).map((b) => Buffer.from(b).toString("base64url")),
@@ -48,7 +59,9 @@ describe("round trip", () => {
   it("newSessionId gives 16-character ids that tokens accept", () => {
     const id = newSessionId();
     expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
-    expect(verifySessionToken(SECRET, issueSessionToken(SECRET, { ...CLAIMS, sessionId: id }), CLAIMS.deviceId)?.sessionId).toBe(id);
+    expect(
+      verifySessionToken(SECRET, issueSessionToken(SECRET, { ...CLAIMS, sessionId: id }), CLAIMS.deviceId)?.sessionId,
+    ).toBe(id);
   });
 
   it("refuses to issue for claims it cannot encode", () => {
@@ -79,17 +92,32 @@ describe("never validates", () => {
   it("property: after any single-character edit anywhere in the token", () => {
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. !\n".split("");
     fc.assert(
-      fc.property(claimsArb, fc.nat(), fc.constantFrom(...alphabet), fc.constantFrom("sub", "ins", "del"), (c, p, ch, kind) => {
-        const t = issueSessionToken(SECRET, c);
-        const i = p % t.length;
-        const edited = kind === "sub" ? t.slice(0, i) + ch + t.slice(i + 1) : kind === "ins" ? t.slice(0, i) + ch + t.slice(i) : t.slice(0, i) + t.slice(i + 1);
-        fc.pre(edited !== t);
-        expect(verifySessionToken(SECRET, edited, c.deviceId)).toBeUndefined();
-      }),
+      fc.property(
+        claimsArb,
+        fc.nat(),
+        fc.constantFrom(...alphabet),
+        fc.constantFrom("sub", "ins", "del"),
+        (c, p, ch, kind) => {
+          const t = issueSessionToken(SECRET, c);
+          const i = p % t.length;
+          const edited =
+            kind === "sub"
+              ? t.slice(0, i) + ch + t.slice(i + 1)
+              : kind === "ins"
+                ? t.slice(0, i) + ch + t.slice(i)
+                : t.slice(0, i) + t.slice(i + 1);
+          fc.pre(edited !== t);
+          expect(verifySessionToken(SECRET, edited, c.deviceId)).toBeUndefined();
+        },
+      ),
       {
         numRuns: 2000,
         // Edits that a lenient base64url decoder would ignore (foreign character, spare bits).
-        examples: [[CLAIMS, 40, ".", "ins"], [CLAIMS, 77, "=", "ins"], [CLAIMS, 77, "N", "sub"]],
+        examples: [
+          [CLAIMS, 40, ".", "ins"],
+          [CLAIMS, 77, "=", "ins"],
+          [CLAIMS, 77, "N", "sub"],
+        ],
       },
     );
   });

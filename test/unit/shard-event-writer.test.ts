@@ -36,7 +36,11 @@ function setup(spillBytes: number) {
   const drain = (): number =>
     reader.drain((off) => {
       const e = readEventRecord(buf, off);
-      received.push({ seq: e.seq, event: e.event, payload: JSON.parse(buf.toString("utf8", e.payloadOffset, e.payloadOffset + e.payloadLength)) });
+      received.push({
+        seq: e.seq,
+        event: e.event,
+        payload: JSON.parse(buf.toString("utf8", e.payloadOffset, e.payloadOffset + e.payloadLength)),
+      });
     });
   const close = () => {
     writer.detach(0);
@@ -105,7 +109,11 @@ describe("ShardEventWriter", () => {
     expect(writer.stats.shardOverflow).toBe(dropped);
     // One warning for the first drop, not one per event.
     expect(logged.filter((l) => l.level === "warn")).toEqual([
-      { level: "warn", obj: { shard: 0, overflow: 1 }, msg: "socket worker cannot keep up with broadcasts: dropping events for it" },
+      {
+        level: "warn",
+        obj: { shard: 0, overflow: 1 },
+        msg: "socket worker cannot keep up with broadcasts: dropping events for it",
+      },
     ]);
 
     drain();
@@ -143,7 +151,10 @@ describe("ShardEventWriter", () => {
     shard.apply([[1, "agent-a", 1]]);
     writer.stamp("to-b", "1", "agent-b", undefined); // no subscriber of agent-b
     const toA = writer.stamp("to-a", "2", "agent-a", undefined);
-    shard.apply([[0, "", -1], [1, "agent-a", -1]]);
+    shard.apply([
+      [0, "", -1],
+      [1, "agent-a", -1],
+    ]);
     writer.stamp("nobody", "3", undefined, undefined);
     drain();
     expect(received.map((e) => [e.seq, e.event])).toEqual([[toA, "to-a"]]);

@@ -327,7 +327,11 @@ describe("properties", () => {
     fc.assert(
       fc.property(
         fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 60 })),
-        fc.oneof(fc.integer({ min: 1, max: 50 }), fc.constantFrom(999, 60_000, 3_600_000), fc.integer({ min: 1, max: 10_000_000 })),
+        fc.oneof(
+          fc.integer({ min: 1, max: 50 }),
+          fc.constantFrom(999, 60_000, 3_600_000),
+          fc.integer({ min: 1, max: 10_000_000 }),
+        ),
         fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 1_800_000_000_000 })),
         fc.array(stepArb, { minLength: 1, maxLength: 12 }),
         (max, W, start, steps) => {
@@ -443,7 +447,7 @@ describe("properties", () => {
     const a = 3 * MIN - 2;
     expect(drain(lim, "k", a)).toBe(60); // end of window 3, previous window empty
     let inInterval = 60;
-    for (let t = a; t < a + MIN; ) {
+    for (let t = a; t < a + MIN;) {
       const d = lim.take("k", t);
       if (d === 0) inInterval++;
       else t += d;

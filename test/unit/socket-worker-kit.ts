@@ -8,7 +8,12 @@ import { InKind, OutKind, RECORD_HEADER_BYTES, writeHeader } from "../../src/sha
 import { RingReader, RingWriter, createRingBuffer } from "../../src/shared/ring-buffer.js";
 import { RttHistogram } from "../../src/shared/rtt-histogram.js";
 import type { Logger } from "../../src/shared/logger.js";
-import type { BlockingTask, BlockingTaskResult, CoordinatorToWorker, WorkerToCoordinator } from "../../src/shared/thread-api.js";
+import type {
+  BlockingTask,
+  BlockingTaskResult,
+  CoordinatorToWorker,
+  WorkerToCoordinator,
+} from "../../src/shared/thread-api.js";
 import { HandlerRegistry, type MethodTable } from "../../workers/handlers/handler-registry.js";
 import { ConnectFlow } from "../../workers/socket/connect-flow.js";
 import { Connection } from "../../workers/socket/connection.js";
@@ -35,9 +40,11 @@ export interface LogLine {
 /** A pino stand-in that keeps what was logged. */
 export function recordingLogger(): { log: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
-  const at = (level: string) => (obj: Record<string, unknown>, msg: string): void => {
-    lines.push({ level, obj, msg });
-  };
+  const at =
+    (level: string) =>
+    (obj: Record<string, unknown>, msg: string): void => {
+      lines.push({ level, obj, msg });
+    };
   const log = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
   return { log: log as unknown as Logger, lines };
 }
@@ -73,8 +80,19 @@ export function readOut(reader: RingReader): OutRecord[] {
 }
 
 /** Writes one inbound record (as the main thread does). */
-export function writeIn(w: RingWriter, kind: number, connId: number, frame?: unknown, encoding: number = Encoding.JSON): boolean {
-  const body = frame === undefined ? new Uint8Array(0) : typeof frame === "string" ? Buffer.from(frame) : Buffer.from(JSON.stringify(frame));
+export function writeIn(
+  w: RingWriter,
+  kind: number,
+  connId: number,
+  frame?: unknown,
+  encoding: number = Encoding.JSON,
+): boolean {
+  const body =
+    frame === undefined
+      ? new Uint8Array(0)
+      : typeof frame === "string"
+        ? Buffer.from(frame)
+        : Buffer.from(JSON.stringify(frame));
   const off = w.reserve(RECORD_HEADER_BYTES + body.byteLength);
   if (off < 0) return false;
   writeHeader(w.view, off, kind, encoding, 0, connId);
@@ -92,7 +110,10 @@ export interface KitOptions {
 }
 
 export function socketWorkerKit(opts: KitOptions = {}) {
-  const config: GatewayConfig = loadConfig({ SESSION_SECRET: "unit-secret-0123456789abcdef0123456789", ...opts.env }, 2);
+  const config: GatewayConfig = loadConfig(
+    { SESSION_SECRET: "unit-secret-0123456789abcdef0123456789", ...opts.env },
+    2,
+  );
   const { log, lines } = recordingLogger();
   const inSab = createRingBuffer(opts.ringBytes ?? 1 << 16);
   const outSab = createRingBuffer(opts.ringBytes ?? 1 << 16);
@@ -126,10 +147,33 @@ export function socketWorkerKit(opts: KitOptions = {}) {
   sessions.onChange = (s) => link.markSessionDirty(s);
   Connection.bus = link.bus;
   const rtt = new RttHistogram();
-  const connect = new ConnectFlow({ config, table, sessions, heartbeat, subscribers, link, outcomes, out, rtt, progress, log });
+  const connect = new ConnectFlow({
+    config,
+    table,
+    sessions,
+    heartbeat,
+    subscribers,
+    link,
+    outcomes,
+    out,
+    rtt,
+    progress,
+    log,
+  });
   link.onTakenOver = (id) => connect.onTakenOver(id);
   const runTask = opts.runTask ?? (() => Promise.reject(new Error("no pool in this test")));
-  const dispatcher = new Dispatcher({ instanceId: INSTANCE, inbound, table, registry, connect, outcomes, out, runTask, progress, log });
+  const dispatcher = new Dispatcher({
+    instanceId: INSTANCE,
+    inbound,
+    table,
+    registry,
+    connect,
+    outcomes,
+    out,
+    runTask,
+    progress,
+    log,
+  });
   registry.registerTable(eventMethods({ subscribers, link, bus: link.bus, publishRoles: config.publishRoles }));
   if (opts.methods) registry.registerTable(opts.methods);
 
@@ -139,8 +183,25 @@ export function socketWorkerKit(opts: KitOptions = {}) {
     return readOut(outR);
   };
   const k = {
-    config, log: lines, inW, inbound, outR, out, registry, rateLimits, subscribers, sessions, outcomes, progress,
-    heartbeat, table, link, posted, connect, dispatcher, rtt,
+    config,
+    log: lines,
+    inW,
+    inbound,
+    outR,
+    out,
+    registry,
+    rateLimits,
+    subscribers,
+    sessions,
+    outcomes,
+    progress,
+    heartbeat,
+    table,
+    link,
+    posted,
+    connect,
+    dispatcher,
+    rtt,
     /** The coordinator answers (as its port would). */
     deliver: (m: CoordinatorToWorker) => link.onMessage(m),
     open(id: number, params: unknown, reqId: number | string = 1): OutRecord[] {

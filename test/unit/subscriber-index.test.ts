@@ -174,12 +174,18 @@ describe("SubscriberIndex", () => {
   });
 
   it("property: per-key delta sums equal the live counts (add / follow / unfollow / takeDeltas)", () => {
-    fc.assert(fc.property(fc.array(modelOp(false), { maxLength: 120 }), (ops) => checkModel(ops, false)), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(modelOp(false), { maxLength: 120 }), (ops) => checkModel(ops, false)),
+      { numRuns: 300 },
+    );
   });
 
   // Regression: SubscriberIndex.remove() used to delete the connection before unfollowing its agents.
   it("property: per-key delta sums equal the live counts, remove included (regression: remove used to skip unfollow)", () => {
-    fc.assert(fc.property(fc.array(modelOp(true), { maxLength: 120 }), (ops) => checkModel(ops, true)), { numRuns: 300, seed: 20240601 });
+    fc.assert(
+      fc.property(fc.array(modelOp(true), { maxLength: 120 }), (ops) => checkModel(ops, true)),
+      { numRuns: 300, seed: 20240601 },
+    );
   });
 });
 
@@ -197,7 +203,12 @@ function modelOp(withRemove: boolean): fc.Arbitrary<ModelOp> {
   const ci = fc.nat(N_CONNS - 1);
   const ai = fc.nat(AGENTS.length - 1);
   const ops: Array<fc.Arbitrary<ModelOp>> = [
-    fc.record({ t: fc.constant("add" as const), c: ci, role: fc.nat(ROLES.length - 1), agents: fc.array(fc.boolean(), { minLength: AGENTS.length, maxLength: AGENTS.length }) }),
+    fc.record({
+      t: fc.constant("add" as const),
+      c: ci,
+      role: fc.nat(ROLES.length - 1),
+      agents: fc.array(fc.boolean(), { minLength: AGENTS.length, maxLength: AGENTS.length }),
+    }),
     fc.record({ t: fc.constant("follow" as const), c: ci, a: ai }),
     fc.record({ t: fc.constant("unfollow" as const), c: ci, a: ai }),
     fc.constant({ t: "take" as const }),
@@ -219,7 +230,11 @@ function checkModel(ops: ModelOp[], removeAllAtEnd: boolean): void {
     switch (o.t) {
       case "add": {
         if (slots[o.c] !== undefined) break; // a connection is added once, at connect
-        const c = conn(nextId++, ROLES[o.role]!, AGENTS.filter((_, i) => o.agents[i]));
+        const c = conn(
+          nextId++,
+          ROLES[o.role]!,
+          AGENTS.filter((_, i) => o.agents[i]),
+        );
         slots[o.c] = c;
         live.set(c.id, c);
         index.add(c);
@@ -273,13 +288,19 @@ function checkModel(ops: ModelOp[], removeAllAtEnd: boolean): void {
   // And the index's own sets agree with the model (no empty sets: undefined when nobody).
   expect(ids(index.candidates(undefined, undefined))).toEqual([...live.keys()].sort((x, y) => x - y));
   for (const a of AGENTS) {
-    const want = [...live.values()].filter((c) => c.agentIds.includes(a)).map((c) => c.id).sort((x, y) => x - y);
+    const want = [...live.values()]
+      .filter((c) => c.agentIds.includes(a))
+      .map((c) => c.id)
+      .sort((x, y) => x - y);
     const got = index.candidates(a, undefined);
     if (want.length === 0) expect(got).toBeUndefined();
     else expect(ids(got)).toEqual(want);
   }
   for (const r of ROLES) {
-    const want = [...live.values()].filter((c) => c.role === r).map((c) => c.id).sort((x, y) => x - y);
+    const want = [...live.values()]
+      .filter((c) => c.role === r)
+      .map((c) => c.id)
+      .sort((x, y) => x - y);
     const got = index.candidates(undefined, r);
     if (want.length === 0) expect(got).toBeUndefined();
     else expect(ids(got)).toEqual(want);
@@ -329,7 +350,11 @@ function rig(): Rig {
         const n = v.getUint32(o + 4, true);
         const list: number[] = [];
         for (let i = 0; i < n; i++) list.push(v.getUint32(o + RECORD_HEADER_BYTES + 4 * i, true));
-        recs.push({ flags: v.getUint8(o + 1), ids: list, frame: reader.bytes.slice(o + RECORD_HEADER_BYTES + 4 * n, o + l) });
+        recs.push({
+          flags: v.getUint8(o + 1),
+          ids: list,
+          frame: reader.bytes.slice(o + RECORD_HEADER_BYTES + 4 * n, o + l),
+        });
       });
       expect(out.backlogged).toBe(false);
       return recs;
@@ -450,7 +475,8 @@ describe("EventFanout", () => {
 
   it("handles more recipients than its initial id buffers", () => {
     const r = rig();
-    for (let i = 1; i <= 3000; i++) r.index.add(conn(i, i % 2 ? "a" : "b", [], i % 3 ? Encoding.JSON : Encoding.MSGPACK));
+    for (let i = 1; i <= 3000; i++)
+      r.index.add(conn(i, i % 2 ? "a" : "b", [], i % 3 ? Encoding.JSON : Encoding.MSGPACK));
     const recs = r.emit({ seq: 9, event: "e", payloadJson: "0" });
     const j = recs.filter((x) => (x.flags & OutFlags.BINARY) === 0).flatMap((x) => x.ids);
     const m = recs.filter((x) => (x.flags & OutFlags.BINARY) !== 0).flatMap((x) => x.ids);
@@ -472,23 +498,37 @@ describe("EventFanout", () => {
       role: fc.option(fc.constantFrom(...ROLES, "admin"), { nil: undefined }),
     });
     fc.assert(
-      fc.property(fc.array(c, { maxLength: 12 }), fc.array(filter, { minLength: 1, maxLength: 5 }), (conns, filters) => {
-        const r = rig();
-        const all = conns.map((x, i) => conn(i + 1, x.role, [...x.agents], x.msgpack ? Encoding.MSGPACK : Encoding.JSON));
-        for (const x of all) r.index.add(x);
-        filters.forEach((f, k) => {
-          const ev: { seq: number; event: string; agentId?: string; role?: string; payloadJson: string } = { seq: k + 1, event: "e", payloadJson: '{"k":1}' };
-          if (f.agentId !== undefined) ev.agentId = f.agentId;
-          if (f.role !== undefined) ev.role = f.role;
-          const recs = r.emit(ev);
-          const match = all.filter((x) => (f.agentId === undefined || x.agentIds.includes(f.agentId)) && (f.role === undefined || x.role === f.role));
-          const wantJ = match.filter((x) => x.encoding === Encoding.JSON).map((x) => x.id);
-          const wantM = match.filter((x) => x.encoding === Encoding.MSGPACK).map((x) => x.id);
-          expect(recs).toHaveLength((wantJ.length > 0 ? 1 : 0) + (wantM.length > 0 ? 1 : 0));
-          expect(sorted(jsonRec(recs)?.ids ?? [])).toEqual(wantJ);
-          expect(sorted(binRec(recs)?.ids ?? [])).toEqual(wantM);
-        });
-      }),
+      fc.property(
+        fc.array(c, { maxLength: 12 }),
+        fc.array(filter, { minLength: 1, maxLength: 5 }),
+        (conns, filters) => {
+          const r = rig();
+          const all = conns.map((x, i) =>
+            conn(i + 1, x.role, [...x.agents], x.msgpack ? Encoding.MSGPACK : Encoding.JSON),
+          );
+          for (const x of all) r.index.add(x);
+          filters.forEach((f, k) => {
+            const ev: { seq: number; event: string; agentId?: string; role?: string; payloadJson: string } = {
+              seq: k + 1,
+              event: "e",
+              payloadJson: '{"k":1}',
+            };
+            if (f.agentId !== undefined) ev.agentId = f.agentId;
+            if (f.role !== undefined) ev.role = f.role;
+            const recs = r.emit(ev);
+            const match = all.filter(
+              (x) =>
+                (f.agentId === undefined || x.agentIds.includes(f.agentId)) &&
+                (f.role === undefined || x.role === f.role),
+            );
+            const wantJ = match.filter((x) => x.encoding === Encoding.JSON).map((x) => x.id);
+            const wantM = match.filter((x) => x.encoding === Encoding.MSGPACK).map((x) => x.id);
+            expect(recs).toHaveLength((wantJ.length > 0 ? 1 : 0) + (wantM.length > 0 ? 1 : 0));
+            expect(sorted(jsonRec(recs)?.ids ?? [])).toEqual(wantJ);
+            expect(sorted(binRec(recs)?.ids ?? [])).toEqual(wantM);
+          });
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -105,7 +105,9 @@ export class RedisBackplane {
     // Not awaited to completion: the gateway starts and serves locally even if Redis is down.
     this.pub.connect().catch(() => undefined);
     this.sub.connect().catch(() => undefined);
-    void this.sub.subscribe(CHANNEL).catch((err: unknown) => this.log.debug({ err }, "subscribe failed; retried on reconnect"));
+    void this.sub
+      .subscribe(CHANNEL)
+      .catch((err: unknown) => this.log.debug({ err }, "subscribe failed; retried on reconnect"));
   }
 
   private readonly state = { publisher: false, subscriber: false };
@@ -121,7 +123,8 @@ export class RedisBackplane {
 
   /** A local broadcast, sent to the other hosts once. */
   publishEvent(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): void {
-    if (this.send([MSG_EVENT, this.nodeId, Date.now(), event, payloadJson, agentId ?? null, role ?? null])) this.counts.published++;
+    if (this.send([MSG_EVENT, this.nodeId, Date.now(), event, payloadJson, agentId ?? null, role ?? null]))
+      this.counts.published++;
   }
 
   /** This host resumed a session that may be held elsewhere. */
@@ -171,7 +174,12 @@ export class RedisBackplane {
     }
     if (m[0] === MSG_EVENT && typeof m[3] === "string" && typeof m[4] === "string") {
       this.counts.received++;
-      this.hooks.onEvent({ event: m[3], payloadJson: m[4], agentId: typeof m[5] === "string" ? m[5] : undefined, role: typeof m[6] === "string" ? m[6] : undefined });
+      this.hooks.onEvent({
+        event: m[3],
+        payloadJson: m[4],
+        agentId: typeof m[5] === "string" ? m[5] : undefined,
+        role: typeof m[6] === "string" ? m[6] : undefined,
+      });
     } else if (m[0] === MSG_TAKEOVER && typeof m[3] === "string" && typeof m[4] === "string") {
       this.counts.takeovers++;
       this.hooks.onTakeover(m[3], m[4]);
@@ -193,7 +201,9 @@ export class RedisBackplane {
   async getSession(id: string): Promise<SessionRecord | undefined> {
     if (!this.up) return undefined;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), LOOKUP_TIMEOUT_MS)));
+    const timeout = new Promise<undefined>(
+      (resolve) => (timer = setTimeout(() => resolve(undefined), LOOKUP_TIMEOUT_MS)),
+    );
     try {
       const h = await Promise.race([this.pub.hgetall(SESSION_KEY + id), timeout]);
       if (h === undefined || h.g === undefined || h.d === undefined) return undefined;

@@ -6,7 +6,14 @@ import { workerData, type MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
 import { createLogger } from "../../src/shared/logger.js";
 import type { GatewayConfig } from "../../src/config.js";
-import type { CoordinatorAcks, CoordinatorApi, CoordinatorStats, CoordinatorToWorker, PublishItem, WorkerToCoordinator } from "../../src/shared/thread-api.js";
+import type {
+  CoordinatorAcks,
+  CoordinatorApi,
+  CoordinatorStats,
+  CoordinatorToWorker,
+  PublishItem,
+  WorkerToCoordinator,
+} from "../../src/shared/thread-api.js";
 import { shardOf } from "../../src/shared/hash.js";
 import type { RedisBackplane } from "./backplane.js";
 import { ShardEventWriter, type ShardTarget } from "./shard-event-writer.js";
@@ -22,7 +29,12 @@ const shards = writer.shards;
 const loopLag = new LoopLag();
 
 /** A broadcast that starts on this host: delivered here, and sent once to the other hosts. */
-function publishLocal(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {
+function publishLocal(
+  event: string,
+  payloadJson: string,
+  agentId: string | undefined,
+  role: string | undefined,
+): number {
   backplane?.publishEvent(event, payloadJson, agentId, role);
   return writer.stamp(event, payloadJson, agentId, role);
 }
@@ -34,7 +46,8 @@ function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
       return;
     case "publish": {
       const acks: CoordinatorAcks = { t: "acks", acks: [] };
-      for (const item of msg.items as PublishItem[]) acks.acks.push([item.id, publishLocal(item.event, item.payloadJson, item.agentId, item.role)]);
+      for (const item of msg.items as PublishItem[])
+        acks.acks.push([item.id, publishLocal(item.event, item.payloadJson, item.agentId, item.role)]);
       writer.ringDoorbells();
       shard.port.postMessage(acks satisfies CoordinatorToWorker);
       return;

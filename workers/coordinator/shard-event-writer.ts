@@ -109,7 +109,11 @@ export class ShardEventWriter {
     e.bytes = e.bytes || eventRecordLength(e.event, e.agentId, e.role, e.payloadJson);
     if (shard.pendingBytes + e.bytes > this.spillBytes) {
       const overflow = ++this.stats.shardOverflow;
-      if (overflow % 1000 === 1) this.log.warn({ shard: shard.index, overflow }, "socket worker cannot keep up with broadcasts: dropping events for it");
+      if (overflow % 1000 === 1)
+        this.log.warn(
+          { shard: shard.index, overflow },
+          "socket worker cannot keep up with broadcasts: dropping events for it",
+        );
       return;
     }
     shard.pending.push(e);

@@ -10,7 +10,8 @@ function readMs(params: unknown, max: number): number {
 /** Throws a plain Error, or a GatewayError when `params.code` names a contract error code. */
 function blockingThrow(params: unknown): never {
   const code = typeof params === "object" && params !== null ? (params as { code?: unknown }).code : undefined;
-  if (typeof code === "string" && Object.hasOwn(ErrorCode, code)) throw new GatewayError(code as ErrorCode, "test.blockingThrow: requested");
+  if (typeof code === "string" && Object.hasOwn(ErrorCode, code))
+    throw new GatewayError(code as ErrorCode, "test.blockingThrow: requested");
   throw new Error("test.blockingThrow: thrown by a test");
 }
 

@@ -28,7 +28,8 @@ const noBus: EventBus = {
 
 export default async function runBlocking(task: BlockingTask): Promise<BlockingTaskResult> {
   const def = registry.get(task.method);
-  if (def === undefined) return { ok: false, error: { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${task.method}"` } };
+  if (def === undefined)
+    return { ok: false, error: { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${task.method}"` } };
   try {
     return { ok: true, payload: await def.handler(task.params, { ...task.ctx, bus: noBus }) };
   } catch (e) {

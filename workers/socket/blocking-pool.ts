@@ -17,7 +17,11 @@ export class BlockingPool {
     const o = this.options;
     this.pool ??= new Piscina({
       filename: new URL("../pool/handler-task.js", import.meta.url).href,
-      workerData: { handlerModules: o.handlerModules, testHooks: o.testHooks, logLevel: o.logLevel } satisfies HandlerTaskData,
+      workerData: {
+        handlerModules: o.handlerModules,
+        testHooks: o.testHooks,
+        logLevel: o.logLevel,
+      } satisfies HandlerTaskData,
       minThreads: 0,
       maxThreads: Math.max(1, Math.ceil(2 / o.workers)),
       idleTimeout: 30_000,

@@ -88,7 +88,9 @@ export class ConnectFlow {
     void this.d.link.lookupSession(claims.sessionId).then((record) => {
       conn.connecting = false;
       if (!table.isLive(conn)) return; // left meanwhile
-      const fresh = record !== undefined && record.deviceId === p.deviceId &&
+      const fresh =
+        record !== undefined &&
+        record.deviceId === p.deviceId &&
         (claims.generation === record.generation || claims.generation === record.generation - 1);
       // Re-check locally: a resume racing this one may have brought the session here.
       const local = sessions.find(resumeToken, p.deviceId);

@@ -6,7 +6,12 @@ import { parseConnId } from "../../src/shared/conn-id.js";
 import { createEventBus, type EventBus } from "../../src/shared/event-bus.js";
 import type { Logger } from "../../src/shared/logger.js";
 import type {
-  CoordinatorToWorker, PublishItem, SessionPut, SessionRecord, SubscriptionDelta, WorkerToCoordinator,
+  CoordinatorToWorker,
+  PublishItem,
+  SessionPut,
+  SessionRecord,
+  SubscriptionDelta,
+  WorkerToCoordinator,
 } from "../../src/shared/thread-api.js";
 import type { Connection } from "./connection.js";
 import type { OutboundWriter } from "./outbound-writer.js";
@@ -117,7 +122,12 @@ export class CoordinatorLink {
     queueMicrotask(this.flushNow);
   }
 
-  private publish(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): Promise<number> {
+  private publish(
+    event: string,
+    payloadJson: string,
+    agentId: string | undefined,
+    role: string | undefined,
+  ): Promise<number> {
     const id = this.nextPublishId++;
     const item: PublishItem = { id, event, payloadJson };
     if (agentId !== undefined) item.agentId = agentId;

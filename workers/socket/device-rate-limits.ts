@@ -11,7 +11,14 @@ export interface RateLimitRefusals {
   agentRun: number;
 }
 
-export function createDeviceRateLimits(config: GatewayConfig, now?: () => number): { check: PreHandlerCheck; refusals: RateLimitRefusals; limiters: { rpc: SlidingWindowLimiter; agentRun: SlidingWindowLimiter } } {
+export function createDeviceRateLimits(
+  config: GatewayConfig,
+  now?: () => number,
+): {
+  check: PreHandlerCheck;
+  refusals: RateLimitRefusals;
+  limiters: { rpc: SlidingWindowLimiter; agentRun: SlidingWindowLimiter };
+} {
   const rpc = new SlidingWindowLimiter({ ...config.rateRpcPerDevice, now });
   const agentRun = new SlidingWindowLimiter({ ...config.rateAgentRunPerDevice, now });
   const refusals: RateLimitRefusals = { rpc: 0, agentRun: 0 };

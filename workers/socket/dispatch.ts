@@ -96,7 +96,8 @@ export class Dispatcher {
     }
     if (!conn.accepted) {
       // Nothing may follow connect before its answer (a resume may be waiting on Redis).
-      if (frame.type !== "req" || frame.method !== "connect" || conn.connecting) this.table.close(conn, CloseCode.HANDSHAKE);
+      if (frame.type !== "req" || frame.method !== "connect" || conn.connecting)
+        this.table.close(conn, CloseCode.HANDSHAKE);
       else this.d.connect.handleConnect(conn, frame);
       return;
     }
@@ -141,7 +142,10 @@ export class Dispatcher {
     const def = registry.get(req.method);
     if (def === undefined) {
       this.outcomes.record(req.method, ErrorCode.METHOD_NOT_FOUND);
-      this.table.replyError(conn, req.id, { code: ErrorCode.METHOD_NOT_FOUND, message: `unknown method "${req.method}"` });
+      this.table.replyError(conn, req.id, {
+        code: ErrorCode.METHOD_NOT_FOUND,
+        message: `unknown method "${req.method}"`,
+      });
       return;
     }
     let result: unknown;
@@ -167,7 +171,8 @@ export class Dispatcher {
     };
     const counts = this.counts;
     counts.blockingInFlight++;
-    return this.d.runTask(task)
+    return this.d
+      .runTask(task)
       .finally(() => counts.blockingInFlight--)
       .then((r) => {
         if (r.ok) return r.payload;
@@ -198,7 +203,11 @@ export class Dispatcher {
   /** Returns the outcome: "ok", or INTERNAL when the payload could not be encoded. */
   private replyOk(conn: Connection, id: RequestId, payload: unknown): string {
     try {
-      this.out.send(conn.id, conn.encoding, payload === undefined ? { type: "res", id, ok: true } : { type: "res", id, ok: true, payload });
+      this.out.send(
+        conn.id,
+        conn.encoding,
+        payload === undefined ? { type: "res", id, ok: true } : { type: "res", id, ok: true, payload },
+      );
       return "ok";
     } catch (e) {
       // A payload that cannot be encoded (cycles, BigInt, too deep) is the handler's bug.

@@ -108,7 +108,12 @@ export class EventFanout {
       this.out.multicastJson(this.jsonIds, nj, prefix, payload, suffix);
     }
     if (nm > 0) {
-      const frame = packMsgpack({ type: "event", event: ev.event, payload: JSON.parse(payload.toString("utf8")) as unknown, seq: ev.seq });
+      const frame = packMsgpack({
+        type: "event",
+        event: ev.event,
+        payload: JSON.parse(payload.toString("utf8")) as unknown,
+        seq: ev.seq,
+      });
       this.out.multicastBytes(this.msgpackIds, nm, frame, true);
     }
   }

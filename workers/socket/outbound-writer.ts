@@ -104,7 +104,14 @@ export class OutboundWriter {
     this.framesOut += count;
   }
 
-  private fillMulticastIds(target: Buffer, base: number, ids: Uint32Array, start: number, n: number, flags: number): void {
+  private fillMulticastIds(
+    target: Buffer,
+    base: number,
+    ids: Uint32Array,
+    start: number,
+    n: number,
+    flags: number,
+  ): void {
     target.writeUInt8(OutKind.MULTICAST, base);
     target.writeUInt8(flags, base + 1);
     target.writeUInt16LE(0, base + 2);
@@ -123,7 +130,8 @@ export class OutboundWriter {
   }
 
   private writeBytes(kind: number, a: number, b: number, connId: number, body: Uint8Array): void {
-    if (body.byteLength > this.maxFrameBytes) throw new RangeError(`frame of ${body.byteLength} bytes exceeds the ring's record limit`);
+    if (body.byteLength > this.maxFrameBytes)
+      throw new RangeError(`frame of ${body.byteLength} bytes exceeds the ring's record limit`);
     const off = this.pending.length === 0 ? this.ring.reserve(RECORD_HEADER_BYTES + body.byteLength) : -1;
     if (off < 0) {
       this.enqueue(kind, a, b, connId, Uint8Array.prototype.slice.call(body));

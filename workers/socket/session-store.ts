@@ -149,7 +149,12 @@ export class SessionStore<H extends object = object> {
     session.expiresAt = expiresAt;
     this.onChange?.(session);
     return {
-      token: issueSessionToken(this.secret, { sessionId: session.id, deviceId: session.deviceId, generation: session.generation, expiresAt }),
+      token: issueSessionToken(this.secret, {
+        sessionId: session.id,
+        deviceId: session.deviceId,
+        generation: session.generation,
+        expiresAt,
+      }),
       expiresAt,
     };
   }

@@ -33,9 +33,12 @@ function mac(secret: string, bodyB64: string, deviceId: string): string {
 
 export function issueSessionToken(secret: string, c: SessionClaims): string {
   const id = Buffer.from(c.sessionId, "base64url");
-  if (id.length !== SESSION_ID_BYTES || id.toString("base64url") !== c.sessionId) throw new RangeError("sessionId must be 12 bytes, base64url");
-  if (!Number.isInteger(c.generation) || c.generation < 0 || c.generation > 0xffffffff) throw new RangeError("generation must be a u32");
-  if (!Number.isSafeInteger(c.expiresAt) || c.expiresAt < 0) throw new RangeError("expiresAt must be a non-negative safe integer");
+  if (id.length !== SESSION_ID_BYTES || id.toString("base64url") !== c.sessionId)
+    throw new RangeError("sessionId must be 12 bytes, base64url");
+  if (!Number.isInteger(c.generation) || c.generation < 0 || c.generation > 0xffffffff)
+    throw new RangeError("generation must be a u32");
+  if (!Number.isSafeInteger(c.expiresAt) || c.expiresAt < 0)
+    throw new RangeError("expiresAt must be a non-negative safe integer");
   const body = Buffer.allocUnsafe(BODY_BYTES);
   body[0] = VERSION;
   id.copy(body, 1);

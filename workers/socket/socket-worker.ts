@@ -10,7 +10,12 @@ import { Doorbell } from "../../src/shared/doorbell.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { RttHistogram } from "../../src/shared/rtt-histogram.js";
 import { LoopLag } from "../../src/shared/loop-lag.js";
-import type { CoordinatorToWorker, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../../src/shared/thread-api.js";
+import type {
+  CoordinatorToWorker,
+  SocketWorkerApi,
+  SocketWorkerData,
+  SocketWorkerStats,
+} from "../../src/shared/thread-api.js";
 import { CloseCode } from "../../src/protocol/close-codes.js";
 import { HandlerRegistry, loadHandlerModules } from "../handlers/handler-registry.js";
 import { builtinMethods } from "../handlers/builtin.js";
@@ -94,10 +99,27 @@ const onEventRecord = (off: number): void => {
 };
 
 // ---- connect/resume, the RPC pipeline, the pump ----
-const connect = new ConnectFlow({ config, table, sessions, heartbeat, subscribers, link, outcomes, out, rtt, progress, log });
+const connect = new ConnectFlow({
+  config,
+  table,
+  sessions,
+  heartbeat,
+  subscribers,
+  link,
+  outcomes,
+  out,
+  rtt,
+  progress,
+  log,
+});
 link.onTakenOver = (sessionId) => connect.onTakenOver(sessionId);
 
-const pool = new BlockingPool({ handlerModules: config.handlerModules, testHooks: config.testHooks, logLevel: config.logLevel, workers: config.workers });
+const pool = new BlockingPool({
+  handlerModules: config.handlerModules,
+  testHooks: config.testHooks,
+  logLevel: config.logLevel,
+  workers: config.workers,
+});
 const dispatcher = new Dispatcher({
   instanceId,
   inbound,
@@ -138,13 +160,19 @@ const api: SocketWorkerApi = {
       rateLimited: { ...rateLimits.refusals },
       rpcOutcomes: outcomes.snapshot(),
       eventLoopLagSec: loopLag.read(),
-      heartbeat: { timeouts: heartbeat.timeouts, rotations: sessions.rotations, invalidPongs: connect.invalidPongs, rtt: rtt.snapshot() },
+      heartbeat: {
+        timeouts: heartbeat.timeouts,
+        rotations: sessions.rotations,
+        invalidPongs: connect.invalidPongs,
+        rtt: rtt.snapshot(),
+      },
       sessions: { live: sessions.size - sessions.detachedCount, detached: sessions.detachedCount },
     };
   },
   async drain(deadlineMs: number) {
     const deadline = Date.now() + deadlineMs;
-    while ((dispatcher.inFlight > 0 || out.backlogged) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while ((dispatcher.inFlight > 0 || out.backlogged) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
     out.notify();
     await pool.close();
   },

@@ -31,7 +31,11 @@ export function agentRunMethods(runtime: AgentRuntime, eventsFor: RunEventsFor, 
         const events = eventsFor(run);
         const fail = (err: unknown) => {
           log.error({ runId: run.runId, agentId, err }, "agent run failed");
-          events.emit("agent.run.failed", { runId: run.runId, agentId, error: { code: ErrorCode.INTERNAL, message: "agent run failed" } });
+          events.emit("agent.run.failed", {
+            runId: run.runId,
+            agentId,
+            error: { code: ErrorCode.INTERNAL, message: "agent run failed" },
+          });
         };
         try {
           const started = runtime.start(run, events);
