@@ -1,12 +1,12 @@
-// A socket worker's parts wired as socket-worker.ts wires them, on real rings, without a
-// thread: unit tests feed inbound records and read what the worker wrote to its outbound ring
-// and posted to its coordinator port.
+// A socket worker wired exactly as its thread wires it (workers/socket/worker-parts.ts), on
+// real rings, without a thread: unit tests feed inbound records and read what the worker wrote
+// to its outbound ring and posted to its coordinator port.
 import { Buffer } from "node:buffer";
 import { loadConfig, type GatewayConfig } from "../../src/config.js";
 import { Encoding } from "../../src/protocol/codec.js";
 import { InKind, OutKind, RECORD_HEADER_BYTES, writeHeader } from "../../src/shared/records.js";
 import { RingReader, RingWriter, createRingBuffer } from "../../src/shared/ring-buffer.js";
-import { RttHistogram } from "../../src/shared/rtt-histogram.js";
+import { createDoorbell } from "../../src/shared/doorbell.js";
 import type { Logger } from "../../src/shared/logger.js";
 import type {
   BlockingTask,
@@ -14,20 +14,8 @@ import type {
   CoordinatorToWorker,
   WorkerToCoordinator,
 } from "../../src/shared/thread-api.js";
-import { HandlerRegistry, type MethodTable } from "../../workers/handlers/handler-registry.js";
-import { ConnectFlow } from "../../workers/socket/connect-flow.js";
-import { Connection } from "../../workers/socket/connection.js";
-import { ConnectionTable } from "../../workers/socket/connection-table.js";
-import { CoordinatorLink } from "../../workers/socket/coordinator-link.js";
-import { createDeviceRateLimits } from "../../workers/socket/device-rate-limits.js";
-import { Dispatcher } from "../../workers/socket/dispatch.js";
-import { SubscriberIndex } from "../../workers/socket/event-fanout.js";
-import { eventMethods } from "../../workers/socket/event-methods.js";
-import { HeartbeatScheduler } from "../../workers/socket/heartbeat.js";
-import { OutboundWriter } from "../../workers/socket/outbound-writer.js";
-import type { AsyncProgress } from "../../workers/socket/pump.js";
-import { RpcOutcomes } from "../../workers/socket/rpc-outcomes.js";
-import { SessionStore } from "../../workers/socket/session-store.js";
+import type { MethodTable } from "../../workers/handlers/handler-registry.js";
+import { wireSocketWorker } from "../../workers/socket/worker-parts.js";
 
 export const INSTANCE = "abcd1234";
 
@@ -118,63 +106,25 @@ export function socketWorkerKit(opts: KitOptions = {}) {
   const inSab = createRingBuffer(opts.ringBytes ?? 1 << 16);
   const outSab = createRingBuffer(opts.ringBytes ?? 1 << 16);
   const inW = new RingWriter(inSab);
-  const inbound = new RingReader(inSab);
   const outR = new RingReader(outSab);
-  const out = new OutboundWriter(outSab);
-  const registry = new HandlerRegistry();
-  const rateLimits = createDeviceRateLimits(config);
-  registry.preHandlers.push(rateLimits.check);
-  const subscribers = new SubscriberIndex();
-  const sessions = new SessionStore<Connection>(config.sessionSecret, config.sessionTtlSec * 1000);
-  const outcomes = new RpcOutcomes((m) => m === "connect" || registry.get(m) !== undefined);
-  const progress: AsyncProgress = { asyncStarted: 0 };
-  const heartbeat = new HeartbeatScheduler<Connection>(config.heartbeatSec * 1000, {
-    ping: () => {},
-    timeout: () => {},
-    flush: () => {},
-  });
-  const table = new ConnectionTable({ out, heartbeat, subscribers, sessions });
   const posted: WorkerToCoordinator[] = [];
-  const link = new CoordinatorLink({
-    port: { postMessage: (m) => posted.push(m) },
-    subscribers,
-    sharedSessions: config.redisUrl !== undefined,
-    instanceId: INSTANCE,
-    connections: table.byId,
-    out,
-    log,
-  });
-  sessions.onChange = (s) => link.markSessionDirty(s);
-  Connection.bus = link.bus;
-  const rtt = new RttHistogram();
-  const connect = new ConnectFlow({
-    config,
-    table,
-    sessions,
-    heartbeat,
-    subscribers,
-    link,
-    outcomes,
-    out,
-    rtt,
-    progress,
-    log,
-  });
-  link.onTakenOver = (id) => connect.onTakenOver(id);
   const runTask = opts.runTask ?? (() => Promise.reject(new Error("no pool in this test")));
-  const dispatcher = new Dispatcher({
+  // The thread's own wiring (workers/socket/worker-parts.ts), on this test's rings and port.
+  const parts = wireSocketWorker({
+    config,
     instanceId: INSTANCE,
-    inbound,
-    table,
-    registry,
-    connect,
-    outcomes,
-    out,
+    rings: {
+      inbound: inSab,
+      outbound: outSab,
+      events: createRingBuffer(opts.ringBytes ?? 1 << 16),
+      doorbell: createDoorbell(),
+    },
+    coordinator: { postMessage: (m) => posted.push(m) },
     runTask,
-    progress,
     log,
   });
-  registry.registerTable(eventMethods({ subscribers, link, bus: link.bus, publishRoles: config.publishRoles }));
+  const { inbound, out, registry, rateLimits, subscribers, sessions, outcomes, progress, heartbeat } = parts;
+  const { table, link, connect, dispatcher, rtt } = parts;
   if (opts.methods) registry.registerTable(opts.methods);
 
   /** Feeds records and runs the pipeline over them; returns what came out. */
