@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { build } from "esbuild";
 import { startGateway } from "./harness.js";
 import { README, readmeSnippet } from "./readme.js";
 
@@ -166,6 +167,27 @@ describe("client SDK installed from the packed tarball", () => {
     } finally {
       await Promise.all([open.stop(), guarded.stop()]);
     }
+  });
+
+  it("resolves to the browser build for a bundler (browser condition): no ws, msgpackr inside", async () => {
+    writeFileSync(
+      join(dir, "page.js"),
+      'import { GatewayClient } from "ws-gateway-client";\nwindow.C = GatewayClient;\n',
+    );
+    const r = await build({
+      absWorkingDir: dir,
+      entryPoints: ["page.js"],
+      bundle: true,
+      platform: "browser",
+      format: "esm",
+      write: false,
+      metafile: true,
+      logLevel: "silent",
+    });
+    expect(Object.keys(r.metafile.inputs).filter((f) => f.includes("node_modules/"))).toEqual([
+      "node_modules/ws-gateway-client/client.browser.js",
+    ]);
+    expect(r.outputFiles[0]!.text).toContain("this environment has no WebSocket");
   });
 
   it("connects, does a request, receives its events and closes from a consumer module", async () => {
