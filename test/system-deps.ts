@@ -144,7 +144,9 @@ export function banner(
     }
   }
   const pkgs = [...new Set(hits.map(([s]) => s.dep.package))].join(" ");
-  lines.push(`  Install them (Debian/Ubuntu, root or sudo): ${INSTALL_COMMAND}   (apt-get install ${pkgs})`);
+  const vars = hits.map(([s]) => `${s.dep.env}=`).join(", ");
+  lines.push(`  Install them: ${INSTALL_COMMAND}   (Debian/Ubuntu: apt-get install ${pkgs}; root or sudo)`);
+  lines.push(`  Installed elsewhere? Point ${vars} at the binary.`);
   lines.push(paint(RULE));
   return lines.join("\n");
 }
