@@ -2,15 +2,15 @@
 // driven by playwright-core, loads a page from an origin in CORS_ORIGINS and one from an origin
 // that is not. The allowed page's own WebSocket does the handshake, answers pings and receives
 // broadcasts; its preflighted fetch of POST /v1/events succeeds. The other page can neither open
-// the socket nor read any HTTP answer. Skipped when /usr/bin/chromium is missing (.ci/run installs it).
-import { existsSync } from "node:fs";
+// the socket nor read any HTTP answer. Needs Chromium (test/system-deps.ts: skipped without it, fails under CI).
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { chromium, type Browser, type CDPSession, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { depPath, requires } from "../system-deps.js";
 import { startGateway, upgradeStatus, type Gateway } from "./harness.js";
 
-const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = depPath("chromium");
 const ADMIN = "browser-admin-token-0123456789abcdef";
 const HEARTBEAT_SEC = 1;
 
@@ -120,8 +120,7 @@ const corsHeaderNames = (h: Headers | IncomingHttpHeaders) =>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Skipped only off CI: .ci/run installs Debian's chromium and fails when it cannot.
-const haveChromium = existsSync(CHROMIUM) || process.env.CI !== undefined;
+const needsChromium = requires("chromium");
 let gw: Gateway;
 let allowed: { server: Server; origin: string };
 let denied: { server: Server; origin: string };
@@ -132,7 +131,8 @@ let deniedPage: Page;
 const deniedConsole: string[] = [];
 
 beforeAll(async () => {
-  if (!haveChromium) return;
+  if (needsChromium.skip) return;
+  needsChromium.check();
   allowed = await startStatic();
   denied = await startStatic();
   [gw, browser] = await Promise.all([
@@ -199,7 +199,7 @@ async function recordRequests(page: Page): Promise<{ cdp: CDPSession; wire: () =
   return { cdp, wire };
 }
 
-describe.skipIf(!haveChromium)("a page from an origin in CORS_ORIGINS", () => {
+describe("a page from an origin in CORS_ORIGINS", needsChromium.suite, () => {
   const page = () => allowedPage;
   const wsUrl = () => `ws://127.0.0.1:${gw.port}/ws?encoding=json`;
   const eventsUrl = () => `http://127.0.0.1:${gw.port}/v1/events`;
@@ -309,7 +309,7 @@ describe.skipIf(!haveChromium)("a page from an origin in CORS_ORIGINS", () => {
   });
 });
 
-describe.skipIf(!haveChromium)("a page from an origin not in CORS_ORIGINS", () => {
+describe("a page from an origin not in CORS_ORIGINS", needsChromium.suite, () => {
   const page = () => deniedPage;
 
   it("cannot open the WebSocket: error and close without open; the upgrade is refused 403", async () => {

@@ -2,7 +2,7 @@
 // real gateway (dist/main.js): requests in both encodings, contract errors, events, heartbeat,
 // reconnect and resume, RATE_LIMITED and its opt-in retry, and close() leaving nothing behind.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import {
   createServer as createTcpServer,
@@ -21,13 +21,14 @@ import {
   type GatewayClientOptions,
   type Hello,
 } from "../../src/client/index.js";
+import { depPath, requires } from "../system-deps.js";
 import { startGateway, type Gateway } from "./harness.js";
 
 const ADMIN = "client-admin-token-0123456789abcdef";
 const SECRET = "client-test-secret-0123456789abcdef0123";
 const DIST_CLIENT = fileURLToPath(new URL("../../dist/client.js", import.meta.url));
 const DIST_BROWSER = fileURLToPath(new URL("../../dist/client.browser.js", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = depPath("chromium");
 
 /** Custom events of these tests, to exercise the typed event map. */
 interface TestEvents {
@@ -497,15 +498,10 @@ async function startStaticPage(): Promise<{ server: Server; origin: string }> {
   return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-// As in browser.test.ts: skipped only off CI (.ci/run installs Debian's chromium); under CI a
-// missing browser makes the launch below fail instead of hiding the test.
-const haveChromium = existsSync(CHROMIUM) || process.env.CI !== undefined;
-if (!haveChromium)
-  console.warn(
-    `\n*** SKIPPED: the browser-bundle test needs ${CHROMIUM} (apt-get install chromium); under CI=true it fails instead ***\n`,
-  );
-
-describe.skipIf(!haveChromium)("browser bundle", () => {
+// Needs Chromium (test/system-deps.ts): skipped without it, fails under CI.
+const needsChromium = requires("chromium");
+describe("browser bundle", needsChromium.suite, () => {
+  beforeAll(needsChromium.check);
   it("has no ws and no imports, and works in Chromium (msgpack request, event, close)", async () => {
     const src = readFileSync(DIST_BROWSER, "utf8");
     expect(src).not.toMatch(/\bfrom\s*["']|\bimport\s*\(|require\(/); // self-contained

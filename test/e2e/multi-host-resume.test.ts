@@ -4,6 +4,7 @@
 // session's connection on A, and resumes work again once Redis is back.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connected, httpGet, startGateway, TestClient, type Gateway } from "./harness.js";
+import { requires } from "../system-deps.js";
 import { RedisServer } from "./redis-server.js";
 
 const SECRET = "session-secret-0123456789abcdef-0123456789";
@@ -55,7 +56,12 @@ async function bothServing(): Promise<void> {
   }
 }
 
+// Needs redis-server (test/system-deps.ts): skipped without it, fails under CI.
+const needsRedis = requires("redis-server");
+
 beforeAll(async () => {
+  if (needsRedis.skip) return;
+  needsRedis.check();
   redis = await RedisServer.start();
   [a, b] = await Promise.all([startGateway(env()), startGateway(env())]);
   await bothUp();
@@ -65,7 +71,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-describe("resume on another host without Redis", () => {
+describe("resume on another host without Redis", needsRedis.suite, () => {
   it("Redis down: INVALID_SESSION at once and close 4001; after Redis returns the same session resumes", async () => {
     const onA = await connected(a, "rr-down", { agentIds: ["rr-agent"] });
     const token = onA.hello!.sessionToken as string;

@@ -3,6 +3,7 @@
 // the first, Redis killed and restarted mid-stream, and a 10 s run at 1 000 events/s.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connected, startGateway, TestClient, type Frame, type Gateway } from "./harness.js";
+import { requires } from "../system-deps.js";
 import { RedisServer } from "./redis-server.js";
 
 const ADMIN = "admin-token-0123456789abcdef";
@@ -51,7 +52,12 @@ function post(gw: Gateway, body: unknown): Promise<Response> {
 const userEvents = (c: TestClient) => c.frames.filter((f) => f.type === "event" && f.event !== "session.refreshed");
 const settle = (ms = 400) => new Promise((r) => setTimeout(r, ms));
 
+// Needs redis-server (test/system-deps.ts): skipped without it, fails under CI.
+const needsRedis = requires("redis-server");
+
 beforeAll(async () => {
+  if (needsRedis.skip) return;
+  needsRedis.check();
   redis = await RedisServer.start();
   [a, b] = await Promise.all([startGateway(env()), startGateway(env())]);
   await backplanesUp();
@@ -61,7 +67,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-describe("cross-host broadcasts", () => {
+describe("cross-host broadcasts", needsRedis.suite, () => {
   it("reach the filtered subscribers on both hosts exactly once each, in order", async () => {
     const aAll = await connected(a, "mh-a-all", { role: "viewer" });
     const aAgent = await connected(a, "mh-a-agent", { role: "operator", agentIds: ["agent-x"] });
@@ -105,7 +111,7 @@ describe("cross-host broadcasts", () => {
   });
 });
 
-describe("sessions across hosts", () => {
+describe("sessions across hosts", needsRedis.suite, () => {
   it("resume on B with A's token keeps the sessionId and closes the A connection with 4005", async () => {
     const onA = await connected(a, "mh-roamer", { role: "operator", agentIds: ["agent-r"] });
     const token = onA.hello!.sessionToken as string;
@@ -146,7 +152,7 @@ describe("sessions across hosts", () => {
   });
 });
 
-describe("Redis failures", () => {
+describe("Redis failures", needsRedis.suite, () => {
   it("keeps local delivery while Redis is down and resumes cross-host delivery after it returns", async () => {
     const aSub = await connected(a, "mh-f-a", { role: "viewer" });
     const bSub = await connected(b, "mh-f-b", { role: "viewer" });
@@ -170,7 +176,7 @@ describe("Redis failures", () => {
   }, 40_000);
 });
 
-describe("sustained cross-host traffic", () => {
+describe("sustained cross-host traffic", needsRedis.suite, () => {
   it("1 000 events/s for 10 s: none lost or duplicated, in order, on both hosts", async () => {
     const pub = await connected(a, "mh-load-pub", { role: "operator" });
     const subs = [

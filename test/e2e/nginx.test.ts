@@ -7,10 +7,11 @@
 // Also, without nginx: DEPLOYMENT.md quotes the example files verbatim, and the `?deviceId=` rule
 // directly against one gateway.
 //
-// Needs /usr/sbin/nginx (Debian's `nginx`; or NGINX=path). Skipped without it, except under CI.
+// Needs redis-server (all but the docs test) and nginx (the tests behind it): test/system-deps.ts
+// skips them without, except under CI where they fail.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
@@ -21,14 +22,12 @@ import { pack, unpack } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startGateway, TestClient, type Frame, type Gateway } from "./harness.js";
+import { depPath, requires } from "../system-deps.js";
 import { freePort, RedisServer } from "./redis-server.js";
 
-const NGINX = process.env.NGINX ?? "/usr/sbin/nginx";
-const SKIP_NGINX = !existsSync(NGINX) && !process.env.CI;
-if (SKIP_NGINX)
-  console.warn(
-    `nginx.test.ts: ${NGINX} not found, skipping the tests behind nginx (apt-get install nginx; under CI they always run)`,
-  );
+const NGINX = depPath("nginx");
+const needsRedis = requires("redis-server");
+const needsNginx = requires("nginx", "redis-server");
 
 const docPath = (name: string) => fileURLToPath(new URL(`../../docs/${name}`, import.meta.url));
 const EXAMPLE = docPath("nginx.example.conf");
@@ -101,6 +100,8 @@ async function metricSum(gw: Gateway, name: string): Promise<number> {
 }
 
 beforeAll(async () => {
+  if (needsRedis.skip) return;
+  needsRedis.check();
   redis = await RedisServer.start();
   [a, b] = await Promise.all([startGateway(gatewayEnv()), startGateway(gatewayEnv())]);
   for (const gw of [a, b]) {
@@ -140,7 +141,7 @@ describe("docs/DEPLOYMENT.md", () => {
   });
 });
 
-describe("/ws?deviceId= (§11), directly against one gateway", () => {
+describe("/ws?deviceId= (§11), directly against one gateway", needsRedis.suite, () => {
   it("accepts a matching deviceId", async () => {
     const c = new TestClient(`${a.url}?deviceId=direct-1`);
     expect((await c.connect({ deviceId: "direct-1", role: "operator" })).protocol).toBe(1);
@@ -457,7 +458,8 @@ async function landingOn(instance: string, prefix: string, extra: Record<string,
   throw new Error(`no deviceId ${prefix}-0..39 lands on ${instance}`);
 }
 
-describe.skipIf(SKIP_NGINX)("behind nginx (docs/nginx.example.conf)", () => {
+describe("behind nginx (docs/nginx.example.conf)", needsNginx.suite, () => {
+  beforeAll(needsNginx.check);
   beforeAll(startNginx, 20_000);
   afterAll(stopNginx);
 

@@ -5,8 +5,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { depPath, INSTALL_COMMAND } from "../system-deps.js";
 
-export const REDIS_SERVER = process.env.REDIS_SERVER ?? "redis-server";
+/** REDIS_SERVER=path, else Debian's, else redis-server on PATH (test/system-deps.ts). */
+export const REDIS_SERVER = depPath("redis-server");
 
 export async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -59,7 +61,7 @@ export class RedisServer {
       });
       proc.once("error", (err) => {
         clearTimeout(timer);
-        reject(new Error(`cannot run ${REDIS_SERVER} (install Debian's redis-server): ${err.message}`));
+        reject(new Error(`cannot run ${REDIS_SERVER} (${INSTALL_COMMAND} installs it): ${err.message}`));
       });
       proc.once("exit", (code) => {
         clearTimeout(timer);
