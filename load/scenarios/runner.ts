@@ -1,7 +1,8 @@
 // The load runner's parent process: parse the options, start a gateway unless --url names one,
 // start the load client (a child process: `run.js __client`), relay its progress, read the
-// gateway's CPU over the measured window, then print the summary and write the JSON result and
-// the HTML report to load/results/.
+// gateway's CPU over the measured window, judge the run against its pass criteria (verdict.ts),
+// then print the summary and write the JSON result and the HTML report to load/results/ — all
+// three from one copy of the result with its secrets masked (lib/mask.ts). Exit codes: EXIT.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";

@@ -199,4 +199,10 @@ describe("load runner: command line", () => {
     expect(out.stderr).toMatch(message as RegExp);
     expect(out.stderr).toContain("usage: npm run load");
   });
+
+  it("a run that cannot be carried out (no gateway entry) → exit 3, not 1 (a failed criterion)", async () => {
+    const out = await run(["rpc", "--gateway", join(OUT, "no-such-main.js"), "--out", join(OUT, "none")], 10_000);
+    expect(out.code).toBe(3);
+    expect(out.stderr).toMatch(/no-such-main\.js not found/);
+  });
 });
