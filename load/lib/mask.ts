@@ -9,8 +9,8 @@ const SECRET_KEY = /(token|secret|authorization|password)$/i;
 
 /** `"sessionToken":"…"` (any secret key) inside JSON text, escaped quotes included. */
 const JSON_PAIR = /("([A-Za-z_]*(?:token|secret|authorization|password))"\s*:\s*)"(?:[^"\\]|\\.)*"/gi;
-/** `ADMIN_TOKEN=…`, `SESSION_SECRET=…` in env echoes and command lines. */
-const ENV_PAIR = /\b([A-Z][A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD))=("[^"]*"|'[^']*'|[^\s,;&]*)/g;
+/** `ADMIN_TOKEN=…`, `SESSION_SECRET=…` in env echoes and command lines, `?token=…` in URLs. */
+const ENV_PAIR = /\b([A-Za-z0-9_]*(?:token|secret|password))=("[^"]*"|'[^']*'|[^\s,;&]*)/gi;
 /** `Authorization: Bearer …` headers (also `authorization=…`). */
 const AUTH_HEADER = /\b(authorization\s*[:=]\s*)(?:(Bearer|Basic)\s+)?[^\s,;"']+/gi;
 

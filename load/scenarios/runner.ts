@@ -11,7 +11,7 @@ import { fdLimits, killChildrenOnExit, onJsonLines, startChild, stopChild, type 
 import { Histogram, type HistogramData, type LatencySummary } from "../lib/histogram.js";
 import { freePort, httpStatus, sleep, waitUntil } from "../lib/net-util.js";
 import { diffCpu, readCpu, readRss, type CpuSnapshot } from "../lib/proc-cpu.js";
-import { maskReport } from "../lib/mask.js";
+import { maskReport, maskSecrets } from "../lib/mask.js";
 import { int, machineLine, machineMeta, type MachineMeta } from "../lib/report.js";
 import { parseOptions, USAGE, UsageError, type Options } from "./cli.js";
 import { renderHtml } from "./html.js";
@@ -189,7 +189,7 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const wsPath = opts.target?.wsPath ?? "/ws?encoding=json";
   const url = opts.target?.url ?? `ws://${HOST}:${port}${wsPath}`;
   log(
-    `${opts.scenario} against ${url}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`,
+    `${opts.scenario} against ${maskSecrets(url)}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`,
   );
 
   const cfg: ClientConfig = {

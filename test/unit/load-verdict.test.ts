@@ -155,6 +155,9 @@ describe("maskSecrets / maskReport", () => {
     expect(maskSecrets("ADMIN_TOKEN=abc GATEWAY_TOKEN='x y' SESSION_SECRET=0123 PORT=80")).toBe(
       `ADMIN_TOKEN=${MASK} GATEWAY_TOKEN=${MASK} SESSION_SECRET=${MASK} PORT=80`,
     );
+    expect(maskSecrets("ws://gw:8080/ws?encoding=json&token=abc&x=1")).toBe(
+      `ws://gw:8080/ws?encoding=json&token=${MASK}&x=1`,
+    );
     expect(maskSecrets("authorization: Bearer s3cr3t\r\nAuthorization=basic")).toBe(
       `authorization: Bearer ${MASK}\r\nAuthorization=${MASK}`,
     );
