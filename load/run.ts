@@ -20,5 +20,9 @@ if (!isMainThread) {
 } else if (process.argv[2] === "__client") {
   await clientProcessMain(JSON.parse(process.env[CLIENT_CONFIG_ENV] ?? "{}") as ClientConfig, new URL(import.meta.url));
 } else {
-  await runnerMain(process.argv.slice(2), fileURLToPath(import.meta.url));
+  // an unexpected throw is exit 3 ("the run could not be carried out"), not 1 ("a criterion failed")
+  await runnerMain(process.argv.slice(2), fileURLToPath(import.meta.url)).catch((e: unknown) => {
+    process.stderr.write(`[load] ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(3);
+  });
 }

@@ -3,6 +3,7 @@
 import { resolve } from "node:path";
 import { numFlag, parseFlags, strFlag, type Flags, type ValueKey } from "../lib/args.js";
 import { SCENARIOS, type ScenarioName, type SubscribeVia } from "./types.js";
+import { defaultCriteria, type Criteria } from "./verdict.js";
 
 export class UsageError extends Error {}
 
@@ -39,6 +40,8 @@ export interface Options {
   holdSec: number;
   connectConcurrency: number;
   connectTimeoutSec: number;
+  /** What the run must meet to pass (exit 0). */
+  criteria: Criteria;
 }
 
 type ScenarioFlag =
@@ -50,7 +53,9 @@ type ScenarioFlag =
   | "subscribe-via"
   | "publish-url"
   | "hold"
-  | "heartbeat-sec";
+  | "heartbeat-sec"
+  | "max-missing"
+  | "max-unexpected-closes";
 
 interface ScenarioFlags {
   about: string;
@@ -70,7 +75,7 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
   broadcast: {
     about:
       "--conns subscribers, a publisher POSTing /v1/events at --rate events/s: publish→receive latency, deliveries/s, missing/duplicates",
-    flags: ["conns", "rate", "admin-token", "subscribe-via", "payload-bytes", "publish-url"],
+    flags: ["conns", "rate", "admin-token", "subscribe-via", "payload-bytes", "publish-url", "max-missing"],
     conns: 100,
     rate: 50,
   },
@@ -82,7 +87,7 @@ export const SCENARIO_FLAGS: Record<ScenarioName, ScenarioFlags> = {
   },
   "heartbeat-soak": {
     about: "--conns idle connections answering pings: pings, pongs, token rotations, unexpected closes",
-    flags: ["conns", "heartbeat-sec"],
+    flags: ["conns", "heartbeat-sec", "max-unexpected-closes"],
     conns: 1000,
     rate: 0,
   },
@@ -98,6 +103,9 @@ const COMMON = [
   "workers",
   "connect-timeout",
   "connect-concurrency",
+  "max-error-rate",
+  "max-refused-upgrades",
+  "max-p99",
 ] as const;
 type RunnerFlags = Flags<(typeof COMMON)[number] | ScenarioFlag, "help", "gateway-env">;
 /** Flags that only make sense for the gateway the runner starts itself. */
@@ -135,8 +143,16 @@ per scenario:
   --publish-url ws://H:P  broadcast with --url: the publisher POSTs to this gateway instead, so
                           every delivery crosses hosts (REDIS_URL backplane)
   --hold S                connect-storm: seconds each connection stays open after its hello (0)
+pass criteria (a run that misses one exits 1; its report says FAILED and why):
+  --max-error-rate R      errors ÷ operations, and the share of connections that may fail (0.01)
+  --max-refused-upgrades N|P%  upgrades refused with 429 (0; connect-storm: not judged)
+  --max-p99 MS            p99 of the main latency, successes only (not judged)
+  --max-missing N         broadcast: deliveries missing (0; duplicates and out-of-order: always 0)
+  --max-unexpected-closes N  heartbeat-soak: connections closed during the run (0)
 
-Writes load/results/<scenario>-<time>.json and .html (latency histogram, throughput over time).`;
+Writes load/results/<scenario>-<time>.json and .html (latency histogram, throughput over time).
+Exit codes: 0 passed, 1 a pass criterion failed, 2 usage error, 3 the run could not be carried out
+(the gateway did not start or died, the client crashed, the results could not be written).`;
 
 /** Seconds from "10", "10s", "500ms", "2m", "1h". */
 export function parseDuration(name: string, raw: string, allowZero = false): number {
@@ -203,6 +219,29 @@ function num(
   }
   if (opts.max !== undefined && v > opts.max) throw new UsageError(`--${name}: ${v} is above the maximum ${opts.max}`);
   return v;
+}
+
+/** The pass criteria: the scenario's defaults, overridden by the --max-* flags given. */
+function criteriaOf(name: ScenarioName, flags: RunnerFlags): Criteria {
+  const c = defaultCriteria(name);
+  c.maxErrorRate = num(flags, "max-error-rate", c.maxErrorRate, { min: 0, max: 1 });
+  const refused = flags["max-refused-upgrades"];
+  if (refused !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(refused.trim());
+    const v = m ? Number(m[1]) : NaN;
+    if (!m || (m[2] === "%" ? v > 100 : !Number.isInteger(v)))
+      throw new UsageError(
+        `--max-refused-upgrades: expected a count (0, 5) or a percentage (10%), got ${JSON.stringify(refused)}`,
+      );
+    c.maxRefusedUpgrades = m[2] === "%" ? null : v;
+    c.maxRefusedUpgradesPct = m[2] === "%" ? v : null;
+  }
+  if (flags["max-p99"] !== undefined) c.maxP99Ms = num(flags, "max-p99", 0, { min: 0 });
+  const count = { min: 0, integer: true };
+  if (flags["max-missing"] !== undefined) c.maxMissing = num(flags, "max-missing", 0, count);
+  if (flags["max-unexpected-closes"] !== undefined)
+    c.maxUnexpectedCloses = num(flags, "max-unexpected-closes", 0, count);
+  return c;
 }
 
 /** Parses the runner's argv (after `node run.js`); null when --help was asked for. */
@@ -283,5 +322,6 @@ export function parseOptions(
     holdSec: flags.hold !== undefined ? parseDuration("hold", flags.hold, true) : 0,
     connectConcurrency: num(flags, "connect-concurrency", 200, { min: 1, max: 100_000, integer: true }),
     connectTimeoutSec: num(flags, "connect-timeout", 30, { min: 0.1, max: 3600 }),
+    criteria: criteriaOf(name, flags),
   };
 }

@@ -5,15 +5,18 @@ import { createRequire } from "node:module";
 import { Histogram, type HistogramData } from "../lib/histogram.js";
 import type { MachineMeta } from "../lib/report.js";
 import { fmtUs, type Row } from "./specs.js";
+import type { Verdict } from "./verdict.js";
 
 export interface ReportInput {
   title: string;
-  ok: boolean;
+  verdict: Verdict;
+  /** Why the run itself broke, when it did (also the first reason of the verdict). */
   error?: string;
   date: string;
   target: string;
   summary: Row[];
-  errors: Record<string, number>;
+  /** Errors by code: [code, count, latency of these]. */
+  errors: Array<[string, string, string]>;
   latencyTitle: string;
   histogram: HistogramData | null;
   /** Per-second series: [legend, values]; latency p50/p99 per second in ms. */
@@ -138,7 +141,18 @@ body{font-family:${FONT};margin:2rem auto;max-width:1000px;padding:0 1rem;color:
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f4f4f4}.ok{color:#137333}.failed{color:#b3261e}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font-size:.8rem;white-space:pre-wrap}
-.chart{margin:.5rem 0}`;
+.chart{margin:.5rem 0}.verdict{font-size:1.4rem;margin:.5rem 0}`;
+
+/** The header: PASSED (green) with the criteria checked, or FAILED (red) with each reason. */
+function verdictHtml(v: Verdict): string {
+  const list = (items: string[]): string =>
+    items.length === 0 ? "" : `<ul>${items.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>`;
+  if (v.pass)
+    return `<p class="verdict ok"><b>PASSED</b></p>${list(v.checked)}${
+      v.limits.length > 0 ? `<p>Notes:</p>${list(v.limits)}` : ""
+    }`;
+  return `<p class="verdict failed"><b>FAILED</b></p><div class="failed">${list(v.reasons)}</div>`;
+}
 
 export function renderHtml(r: ReportInput): string {
   const hist = histogramOption(r);
@@ -146,7 +160,6 @@ export function renderHtml(r: ReportInput): string {
     `<h2>Latency histogram</h2><div class="chart">${hist ? svg(hist) : "<p>No latency samples.</p>"}</div>`,
     `<h2>Throughput over time</h2><div class="chart">${svg(throughputOption(r))}</div>`,
   ];
-  const errors = Object.entries(r.errors).sort((a, b) => b[1] - a[1]);
   const fmtParam = (v: unknown): string =>
     typeof v === "string"
       ? v
@@ -161,17 +174,17 @@ export function renderHtml(r: ReportInput): string {
 <title>${esc(r.title)}</title><style>${CSS}</style></head>
 <body>
 <h1>${esc(r.title)}</h1>
-<p><b class="${r.ok ? "ok" : "failed"}">${r.ok ? "completed" : `FAILED: ${esc(r.error ?? "?")}`}</b> — ${esc(r.date)} — ${esc(r.target)}</p>
+${verdictHtml(r.verdict)}
+<p>${esc(r.date)} — ${esc(r.target)}</p>
 <h2>Summary</h2>
 ${table(r.summary, ["metric", "value"])}
 <h2>Errors by code</h2>
 ${
-  errors.length === 0
+  r.errors.length === 0
     ? "<p>None.</p>"
-    : table(
-        errors.map(([k, n]) => [k, n.toLocaleString("en-US")]),
-        ["code", "count"],
-      )
+    : `<table><thead><tr><th>code</th><th>count</th><th>latency of these</th></tr></thead><tbody>${r.errors
+        .map((row) => `<tr>${row.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`)
+        .join("")}</tbody></table>`
 }
 ${charts.join("\n")}
 <h2>Parameters</h2>

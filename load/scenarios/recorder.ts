@@ -23,6 +23,8 @@ export interface RecorderData {
 export const wallMs = (): number => performance.timeOrigin + performance.now();
 
 export const MAIN_LATENCY = "latency";
+/** Histograms of failed operations: `error <code>` (kept apart from the successes' latency). */
+export const ERROR_LATENCY_PREFIX = "error ";
 
 /** A sample text, or a function building it (called only when the text is kept). */
 type Lazy = string | (() => string);
@@ -79,6 +81,11 @@ export class Recorder {
     if (name !== MAIN_LATENCY) return;
     if (s !== this.secHistAt) this.flushSecond(s);
     this.secHist.record(us);
+  }
+
+  /** Latency of a failed operation, under its error code (never in the main histogram). */
+  errorLatency(code: string, us: number): void {
+    this.latency(us, ERROR_LATENCY_PREFIX + code);
   }
 
   /** Keeps the first text seen under `key` (pass a function to build it only then). */

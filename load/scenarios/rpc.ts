@@ -1,7 +1,8 @@
 // rpc: constant-arrival-rate echo RPCs (`{"type":"req","id":N,"method":"echo","params":{"n":N}}`,
 // the echo checked) spread round-robin over --conns connections, one deviceId each. Latency =
-// request written → its reply read (matched by id). Errors by code: the `error.code` of `ok:false`
-// replies, plus requests that got no reply (`rpc:TIMEOUT`) or whose connection closed (`rpc:LOST`).
+// request written → its ok reply read (matched by id; error replies have a histogram per code of
+// their own). Errors by code: the `error.code` of `ok:false` replies, wrong echoes (`rpc:BAD_ECHO`),
+// requests that got no reply (`rpc:TIMEOUT`) or whose connection closed (`rpc:LOST`).
 import { performance } from "node:perf_hooks";
 import { WsConn } from "../lib/ws-conn.js";
 import { arrivals, connOptions, countClose, failInto, openAll, padding } from "./slice-util.js";
@@ -33,16 +34,23 @@ export function rpcSlice(ctx: SliceContext): SliceDriver {
     if (sentAt === undefined) return rec.error("rpc:UNEXPECTED_REPLY", () => JSON.stringify(f));
     c.inflight.delete(id);
     rec.count("replies");
-    rec.latency((performance.now() - sentAt) * 1000);
-    if (f.ok === true) {
-      if ((f.payload as { n?: unknown } | undefined)?.n !== id)
-        rec.error("rpc:BAD_ECHO", () => `request ${id} answered with ${JSON.stringify(f)}`);
+    const us = (performance.now() - sentAt) * 1000;
+    if (f.ok === true && (f.payload as { n?: unknown } | undefined)?.n === id) {
+      // only successes go into the latency histogram and the throughput (ok replies/s)
       rec.count("ok");
+      rec.latency(us);
       rec.sample("reply", () => JSON.stringify(f));
-    } else {
-      const code = (f.error as { code?: string } | undefined)?.code ?? "UNKNOWN";
-      rec.error(`rpc:${code}`, () => JSON.stringify(f));
+      return;
     }
+    let code = "BAD_ECHO";
+    if (f.ok !== true) {
+      const e = f.error as { code?: string; details?: { limit?: unknown } } | undefined;
+      code = e?.code ?? "UNKNOWN";
+      // the agent.run limit is a different gateway setting (RATE_AGENT_RUN_PER_DEVICE)
+      if (code === "RATE_LIMITED" && e?.details?.limit === "agentRun") code = "RATE_LIMITED/agentRun";
+    }
+    rec.error(`rpc:${code}`, () => JSON.stringify(f));
+    rec.errorLatency(`rpc:${code}`, us);
   };
 
   const send = (n: number): void => {

@@ -1,7 +1,8 @@
 // The load runner's parent process: parse the options, start a gateway unless --url names one,
 // start the load client (a child process: `run.js __client`), relay its progress, read the
-// gateway's CPU over the measured window, then print the summary and write the JSON result and
-// the HTML report to load/results/.
+// gateway's CPU over the measured window, judge the run against its pass criteria (verdict.ts),
+// then print the summary and write the JSON result and the HTML report to load/results/ — all
+// three from one copy of the result with its secrets masked (lib/mask.ts). Exit codes: EXIT.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -10,22 +11,28 @@ import { fdLimits, killChildrenOnExit, onJsonLines, startChild, stopChild, type 
 import { Histogram, type HistogramData, type LatencySummary } from "../lib/histogram.js";
 import { freePort, httpStatus, sleep, waitUntil } from "../lib/net-util.js";
 import { diffCpu, readCpu, readRss, type CpuSnapshot } from "../lib/proc-cpu.js";
+import { maskReport, maskSecrets } from "../lib/mask.js";
 import { int, machineLine, machineMeta, type MachineMeta } from "../lib/report.js";
 import { parseOptions, USAGE, UsageError, type Options } from "./cli.js";
 import { renderHtml } from "./html.js";
 import type { RecorderData } from "./recorder.js";
-import { SPECS, summaryRows, View, type Row } from "./specs.js";
+import { errorLatencyText, errorRows, SPECS, summaryRows, View, type ErrorRow, type Row } from "./specs.js";
 import { CLIENT_CONFIG_ENV, type ClientConfig, type ClientLine } from "./types.js";
+import { computeVerdict, type Verdict } from "./verdict.js";
 
 const HOST = "127.0.0.1";
 /** fds kept for everything that is not a load connection. */
 const FD_RESERVE = 200;
-const SECRET_ENV = ["ADMIN_TOKEN", "SESSION_SECRET", "GATEWAY_TOKEN"];
+/** Exit codes (load/README.md): passed, a pass criterion failed, usage error, the run could not be carried out. */
+export const EXIT = { pass: 0, failed: 1, usage: 2, broken: 3 } as const;
 
 export interface RunResult {
   tool: "ws-gateway load runner";
   scenario: string;
+  /** verdict.pass: every pass criterion met (and the run completed). */
   ok: boolean;
+  verdict: Verdict;
+  /** Why the run itself broke (gateway died, client crashed), when it did. */
   error?: string;
   date: string;
   finishedAt: string;
@@ -36,7 +43,9 @@ export interface RunResult {
   connections: { requested: number; up: number };
   connectSec: number;
   measuredSec: number;
+  /** Successes per second of the window (rpc: ok replies/s). */
   throughput: { counter: string; unit: string; perSec: number };
+  /** The main latency of successful operations only (failed ones: errorTable). */
   latency: { what: string; unit: "µs"; summary: LatencySummary | null; histogram: HistogramData | null };
   /** Every latency histogram of the run, summarised (µs). */
   latencies: Record<string, LatencySummary>;
@@ -47,6 +56,8 @@ export interface RunResult {
   /** Errors by code, connection failures before the window included. */
   errors: Record<string, number>;
   errorsTotal: number;
+  /** Errors by code, most frequent first, with the latency of the failed operations where measured. */
+  errorTable: ErrorRow[];
   /** Per second of the run (index 0 = the first second of the window; later entries = drain). */
   series: Record<string, Array<number | null>>;
   resources: { clientCores: number; gatewayCores: number | null; gatewayRssMiB: number | null };
@@ -55,8 +66,6 @@ export interface RunResult {
 }
 
 const log = (msg: string): void => void process.stderr.write(`[load] ${msg}\n`);
-const mask = (env: Record<string, string>): Record<string, string> =>
-  Object.fromEntries(Object.entries(env).map(([k, v]) => [k, SECRET_ENV.includes(k) ? "***" : v]));
 
 interface Gateway {
   child: Child;
@@ -151,7 +160,7 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`error: ${e.message}\n\n${USAGE}\n`);
-    process.exit(2);
+    process.exit(EXIT.usage);
   }
   if (o === null) {
     process.stdout.write(`${USAGE}\n`);
@@ -171,8 +180,8 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
     try {
       gateway = await startGateway(opts, adminToken, nofile);
     } catch (e) {
-      log((e as Error).message);
-      process.exit(1);
+      log(maskReport((e as Error).message, [adminToken, ...(opts.token ? [opts.token] : [])]));
+      process.exit(EXIT.broken);
     }
   }
   const host = opts.target?.host ?? HOST;
@@ -180,7 +189,7 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const wsPath = opts.target?.wsPath ?? "/ws?encoding=json";
   const url = opts.target?.url ?? `ws://${HOST}:${port}${wsPath}`;
   log(
-    `${opts.scenario} against ${url}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`,
+    `${opts.scenario} against ${maskSecrets(url)}${gateway ? ` (self-started, pid ${gateway.child.pid})` : ""}: ${opts.durationSec} s, ${opts.threads} client thread(s)`,
   );
 
   const cfg: ClientConfig = {
@@ -285,60 +294,92 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
   const bySec = latencyBySec(data);
   const latencies: Record<string, LatencySummary> = {};
   for (const [k, d] of Object.entries(data.hists)) latencies[k] = Histogram.from(d).summary();
+  const gatewayEnv = gateway
+    ? Object.fromEntries(Object.entries(gateway.env).filter(([k]) => k !== "HOST" && k !== "PORT"))
+    : null;
   const target = gateway
-    ? {
-        url,
-        selfStarted: true,
-        gateway: relative(root, opts.gateway),
-        env: mask(Object.fromEntries(Object.entries(gateway.env).filter(([k]) => k !== "HOST" && k !== "PORT"))),
-      }
+    ? { url, selfStarted: true, gateway: relative(root, opts.gateway), env: gatewayEnv ?? {} }
     : { url, selfStarted: false };
-  const run: RunResult = {
-    tool: "ws-gateway load runner",
+  const verdict = computeVerdict({
     scenario: opts.scenario,
-    ok: error === undefined,
-    ...(error !== undefined ? { error } : {}),
-    date: meta.date,
-    finishedAt,
-    machine: meta,
-    parameters: parametersOf(opts),
-    target,
-    connections: { requested: opts.conns, up: res?.up ?? 0 },
-    connectSec: res?.connectSec ?? 0,
-    measuredSec,
-    throughput: { ...spec.throughput, perSec: view.perSec(spec.throughput.counter) },
-    latency: {
-      what: spec.latency,
-      unit: "µs",
-      summary: latencies.latency ?? null,
-      histogram: data.hists.latency ?? null,
-    },
-    latencies,
+    criteria: opts.criteria,
     counters: data.counters,
-    setupCounters: data.setup,
     errors: data.errors,
-    errorsTotal: view.e(),
-    series: { ...data.series, latencyP50Ms: bySec.p50, latencyP99Ms: bySec.p99 },
-    resources,
-    summary: rows.map(([metric, value]) => ({ metric, value })),
-    samples: data.samples,
-  };
+    connections: { requested: opts.conns, up: res?.up ?? 0 },
+    p99Us: latencies.latency?.p99 ?? null,
+    ...(error !== undefined ? { runError: error } : {}),
+    gatewayEnv,
+  });
+  // every writer below works on this masked copy: tokens in sample frames, env echoes, error texts
+  const known = [adminToken, opts.token, opts.adminToken, gateway?.env.SESSION_SECRET].filter(
+    (x): x is string => typeof x === "string",
+  );
+  const run: RunResult = maskReport(
+    {
+      tool: "ws-gateway load runner",
+      scenario: opts.scenario,
+      ok: verdict.pass,
+      verdict,
+      ...(error !== undefined ? { error } : {}),
+      date: meta.date,
+      finishedAt,
+      machine: meta,
+      parameters: parametersOf(opts),
+      target,
+      connections: { requested: opts.conns, up: res?.up ?? 0 },
+      connectSec: res?.connectSec ?? 0,
+      measuredSec,
+      throughput: { ...spec.throughput, perSec: view.perSec(spec.throughput.counter) },
+      latency: {
+        what: spec.latency,
+        unit: "µs",
+        summary: latencies.latency ?? null,
+        histogram: data.hists.latency ?? null,
+      },
+      latencies,
+      counters: data.counters,
+      setupCounters: data.setup,
+      errors: data.errors,
+      errorsTotal: view.e(),
+      errorTable: errorRows(view),
+      series: { ...data.series, latencyP50Ms: bySec.p50, latencyP99Ms: bySec.p99 },
+      resources,
+      summary: rows.map(([metric, value]) => ({ metric, value })),
+      samples: data.samples,
+    },
+    known,
+  );
 
   // ---- print and write ------------------------------------------------------------------------
+  const shownEnv = run.target.env ?? {};
   const targetLine = gateway
-    ? `self-started \`${target.gateway}\` on ${HOST}:${port} (${Object.entries(target.env ?? {})
+    ? `self-started \`${run.target.gateway}\` on ${HOST}:${port} (${Object.entries(shownEnv)
         .map(([k, v]) => `${k}=${v}`)
         .join(" ")})`
     : `existing gateway ${url}`;
+  const color = process.stdout.isTTY && !process.env.NO_COLOR;
+  const paint = (text: string, pass: boolean): string =>
+    color ? `\x1b[1;${pass ? 32 : 31}m${text}\x1b[0m` : `**${text}**`;
   let md = `## Load run: ${opts.scenario} — ${meta.date}\n\n`;
+  md += `${paint(run.verdict.pass ? "PASSED" : "FAILED", run.verdict.pass)}\n\n`;
+  for (const r of run.verdict.reasons) md += `- ${r}\n`;
+  if (run.verdict.pass) {
+    for (const c of run.verdict.checked) md += `- ${c}\n`;
+    for (const l of run.verdict.limits) md += `- note: ${l}\n`;
+  }
+  md += "\n";
   md += machineLine(meta);
   md += `- target: ${targetLine}\n`;
   md += `- parameters: ${Object.entries(run.parameters)
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join(", ")}\n`;
-  if (error !== undefined) md += `- **FAILED**: ${error}\n`;
+  const cell = (v: string): string => v.replace(/\|/g, "\\|");
   md += "\n| metric | value |\n| --- | --- |\n";
-  md += rows.map(([k, v]) => `| ${k} | ${v.replace(/\|/g, "\\|")} |`).join("\n") + "\n";
+  md += run.summary.map(({ metric, value }) => `| ${metric} | ${cell(value)} |`).join("\n") + "\n";
+  if (run.errorTable.length > 0) {
+    md += "\n| error code | count | latency of these |\n| --- | --- | --- |\n";
+    md += run.errorTable.map((e) => `| ${cell(e.code)} | ${int(e.count)} | ${errorLatencyText(e)} |`).join("\n") + "\n";
+  }
   process.stdout.write(`\n${md}\n`);
 
   const stamp = meta.date.replace(/[:.]/g, "-");
@@ -348,27 +389,27 @@ export async function runnerMain(argv: string[], entryFile: string): Promise<nev
     writeFileSync(`${base}.json`, `${JSON.stringify(run, null, 2)}\n`);
     const html = renderHtml({
       title: `Load run: ${opts.scenario}`,
-      ok: run.ok,
-      ...(error !== undefined ? { error } : {}),
+      verdict: run.verdict,
+      ...(run.error !== undefined ? { error: run.error } : {}),
       date: meta.date,
-      target: gateway ? `self-started gateway ${target.gateway} on ${HOST}:${port}` : url,
-      summary: rows,
-      errors: data.errors,
-      latencyTitle: spec.latency,
+      target: gateway ? `self-started gateway ${run.target.gateway} on ${HOST}:${port}` : url,
+      summary: run.summary.map(({ metric, value }) => [metric, value]),
+      errors: run.errorTable.map((e) => [e.code, int(e.count), errorLatencyText(e)]),
+      latencyTitle: `${spec.latency} (successes only)`,
       histogram: data.hists.latency ?? null,
       throughput: spec.chart.filter(([k]) => data.series[k]).map(([k, label]) => [label, data.series[k] as number[]]),
       latencyBySec: bySec,
       windowSec: measuredSec,
-      parameters: { ...run.parameters, ...(target.env ? { gatewayEnv: target.env } : {}) },
+      parameters: { ...run.parameters, ...(gateway ? { gatewayEnv: shownEnv } : {}) },
       machine: meta,
-      samples: data.samples,
+      samples: run.samples,
     });
     writeFileSync(`${base}.html`, html);
     const show = (p: string): string => (p.startsWith(`${process.cwd()}/`) ? relative(process.cwd(), p) : p);
     process.stdout.write(`wrote ${show(`${base}.json`)}\nwrote ${show(`${base}.html`)}\n`);
   } catch (e) {
     log(`could not write the results: ${(e as Error).stack ?? String(e)}`);
-    process.exit(1);
+    process.exit(EXIT.broken);
   }
-  process.exit(run.ok ? 0 : 1);
+  process.exit(error !== undefined ? EXIT.broken : verdict.pass ? EXIT.pass : EXIT.failed);
 }

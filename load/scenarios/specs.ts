@@ -4,7 +4,7 @@
 import { Histogram, type LatencySummary } from "../lib/histogram.js";
 import { int } from "../lib/report.js";
 import type { Options } from "./cli.js";
-import type { RecorderData } from "./recorder.js";
+import { ERROR_LATENCY_PREFIX, type RecorderData } from "./recorder.js";
 import type { ScenarioName } from "./types.js";
 
 /** A merged run as the summaries see it. */
@@ -44,7 +44,7 @@ export type Row = [metric: string, value: string];
 export interface ScenarioSpec {
   /** What the main latency histogram measures. */
   latency: string;
-  /** The counter whose rate over the window is the scenario's throughput, and its unit. */
+  /** The counter of successes whose rate over the window is the scenario's throughput, and its unit. */
   throughput: { counter: string; unit: string };
   /** Per-second series drawn in the throughput chart: [series key, legend]. */
   chart: Array<[string, string]>;
@@ -69,15 +69,15 @@ const lat = (s: LatencySummary | null): string =>
 
 export const SPECS: Record<ScenarioName, ScenarioSpec> = {
   rpc: {
-    latency: "RPC latency: request written → its reply read",
-    throughput: { counter: "replies", unit: "RPC/s" },
+    latency: "RPC latency: request written → its ok reply read",
+    throughput: { counter: "ok", unit: "ok replies/s" },
     chart: [
-      ["replies", "replies/s"],
+      ["ok", "ok replies/s"],
       ["sent", "sent/s"],
       ["errors", "errors/s"],
     ],
     progress: [
-      ["replies", "replies/s"],
+      ["ok", "ok replies/s"],
       ["errors", "errors/s"],
     ],
     gatewayEnv: () => ({}),
@@ -86,6 +86,10 @@ export const SPECS: Record<ScenarioName, ScenarioSpec> = {
       ["target rate", `${fmtRate(v.opts.rate)} RPC/s`],
       ["requests sent", `${int(v.c("sent"))} (${fmtRate(v.perSec("sent"))}/s)`],
       ["replies ok", `${int(v.c("ok"))} (${fmtRate(v.perSec("ok"))}/s)`],
+      [
+        "error replies",
+        `${int(v.c("replies") - v.c("ok"))} (${pct(v.c("replies") - v.c("ok"), v.c("replies"))} of replies)`,
+      ],
       ["not sent (in-flight cap)", int(v.c("dropped"))],
     ],
   },
@@ -199,6 +203,23 @@ export const SPECS: Record<ScenarioName, ScenarioSpec> = {
   },
 };
 
+export interface ErrorRow {
+  code: string;
+  count: number;
+  /** Latency of the failed operations of this code (µs), when the scenario measures it. */
+  latency: LatencySummary | null;
+}
+
+/** Errors by code, most frequent first, each with its own latency summary when there is one. */
+export function errorRows(v: View): ErrorRow[] {
+  return Object.entries(v.data.errors)
+    .sort((a, b) => b[1] - a[1])
+    .map(([code, count]) => ({ code, count, latency: v.latency(ERROR_LATENCY_PREFIX + code) }));
+}
+
+/** An error row's latency as text. */
+export const errorLatencyText = (r: ErrorRow): string => lat(r.latency);
+
 /** The summary: the window, throughput, main latency and errors, the scenario's rows, then client and gateway CPU. */
 export function summaryRows(
   v: View,
@@ -211,8 +232,8 @@ export function summaryRows(
       "measured window",
       `${v.measuredSec.toFixed(1)} s (connections opened before it: ${extra.connectSec.toFixed(1)} s)`,
     ],
-    ["throughput", `${fmtRate(v.perSec(spec.throughput.counter))} ${spec.throughput.unit}`],
-    ["latency", spec.latency],
+    ["throughput (successes only)", `${fmtRate(v.perSec(spec.throughput.counter))} ${spec.throughput.unit}`],
+    ["latency (successes only)", spec.latency],
     ["latency p50 / p90 / p99", l ? `${fmtUs(l.p50)} / ${fmtUs(l.p90)} / ${fmtUs(l.p99)}` : "–"],
     ["latency mean / max", l ? `${fmtUs(l.mean)} / ${fmtUs(l.max)} (${int(l.count)} samples)` : "–"],
     [
