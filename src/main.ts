@@ -8,12 +8,16 @@ import { ExitCode, GatewayStartError } from "./start-error.js";
 
 /** One line on stderr, then exit. A stack only for the unexpected, or with LOG_LEVEL=debug/trace. */
 function fail(err: unknown): never {
-  const debug = /^(debug|trace)$/i.test(process.env.LOG_LEVEL ?? "");
-  if (err instanceof GatewayStartError || err instanceof ConfigError) {
-    const prefix = err instanceof ConfigError ? "gateway: invalid configuration: " : "gateway: ";
-    process.stderr.write(`${prefix}${err.message}\n`);
+  if (err instanceof ConfigError) {
+    process.stderr.write(`gateway: invalid configuration: ${err.message}\n`);
+    process.exit(ExitCode.CONFIG);
+  }
+  if (err instanceof GatewayStartError) {
+    process.stderr.write(`gateway: ${err.message}\n`);
+    // A thread that died while starting (exit 1) is unexpected: its stack is worth showing.
+    const debug = /^(debug|trace)$/i.test(process.env.LOG_LEVEL ?? "") || err.exitCode === ExitCode.INTERNAL;
     if (debug && err.cause !== undefined) process.stderr.write(`cause: ${describe(err.cause)}\n`);
-    process.exit(err instanceof ConfigError ? ExitCode.CONFIG : err.exitCode);
+    process.exit(err.exitCode);
   }
   process.stderr.write(`gateway failed to start (internal error): ${describe(err)}\n`);
   process.exit(ExitCode.INTERNAL);
