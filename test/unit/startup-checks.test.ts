@@ -4,6 +4,9 @@ import { nativeRuntimeProblem, type NativeRuntimeFacts } from "../../src/native-
 import { configWarnings, RING_MEMORY_SHARE } from "../../src/config-warnings.js";
 import { GatewayStartError } from "../../src/start-error.js";
 import { isModuleLoadError, moduleLoadError } from "../../src/shared/module-load-error.js";
+import { CoordinatorThread } from "../../src/server/coordinator-thread.js";
+import { loadConfig } from "../../src/config.js";
+import { createLogger } from "../../src/shared/logger.js";
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -108,5 +111,22 @@ describe("start errors", () => {
     expect(moduleLoadError("AGENT_RUNTIME_MODULE", "/r.mjs", "must export `agentRuntime`").message).toBe(
       "AGENT_RUNTIME_MODULE: /r.mjs: must export `agentRuntime`",
     );
+  });
+});
+
+describe("CoordinatorThread start failure", () => {
+  it("rejects with WORKER_START when the thread dies before it is ready, and never reports a death", async () => {
+    // From the sources, the thread's entry URL (a dist/ path) does not exist: the thread dies at once.
+    let deaths = 0;
+    const t = new CoordinatorThread(loadConfig({}, 2), createLogger("test", "silent"), () => deaths++);
+    const err = await t.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(GatewayStartError);
+    expect(err).toMatchObject({ code: "WORKER_START", exitCode: 1 });
+    expect((err as Error).message).toMatch(/^the broadcast coordinator thread died while starting: /);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(deaths).toBe(0);
   });
 });
