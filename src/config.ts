@@ -65,6 +65,8 @@ export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" |
 export interface GatewayConfig {
   host: string;
   port: number;
+  /** REUSE_PORT=1: share PORT with other processes that set it too (SO_REUSEPORT); default exclusive. */
+  reusePort: boolean;
   workers: number;
   heartbeatSec: number;
   sessionTtlSec: number;
@@ -136,6 +138,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
   const hostRaw = get("HOST");
   const host = hostRaw === undefined ? "127.0.0.1" : parseHost(hostRaw);
   const port = int("PORT", 8080, 0, 65535, " (0 = ephemeral)");
+  const reuseRaw = get("REUSE_PORT");
+  const reusePort = reuseRaw === undefined ? false : parseFlag("REUSE_PORT", reuseRaw);
 
   const cpus = Number.isFinite(cpuCount) ? Math.floor(cpuCount) : 1;
   const workers = int("WORKERS", Math.min(256, Math.max(1, cpus - 1)), 1, 256);
@@ -210,6 +214,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
   const config: GatewayConfig = {
     host,
     port,
+    reusePort,
     workers,
     heartbeatSec,
     sessionTtlSec,

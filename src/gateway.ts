@@ -1,6 +1,8 @@
 // The gateway as a library: `startGateway(config)` starts the workers, the coordinator and the
 // server, and returns the typed event bus, so a program can embed the gateway and broadcast
 // or send in-process. dist/main.js is this plus config from the environment and signals.
+// startGateway never ends the process: a failed start rejects with a GatewayStartError (after
+// stopping whatever threads it had started), and a fatal error later goes to options.onFatal.
 import { randomBytes } from "node:crypto";
 import { assertNativeUws } from "./uws.js";
 import { describeConfig, type GatewayConfig } from "./config.js";
@@ -10,8 +12,11 @@ import { CoordinatorThread } from "./server/coordinator-thread.js";
 import { GatewayServer } from "./server/gateway-server.js";
 import { CloseCode } from "./protocol/close-codes.js";
 import { createEventBus, type EventBus } from "./shared/event-bus.js";
+import { configWarnings, readHostFacts } from "./config-warnings.js";
 
 export { loadConfig, ConfigError, type GatewayConfig } from "./config.js";
+/** What startGateway rejects with: `code` says why, `exitCode` is what dist/main.js exits with. */
+export { GatewayStartError, ExitCode, type GatewayStartCode } from "./start-error.js";
 export type { EventBus, GatewayEventMap, EventPayload, EventFilter } from "./shared/event-bus.js";
 /** What bus.broadcast rejects with (BAD_REQUEST) for a bad event name or an unencodable payload. */
 export { GatewayError, ErrorCode } from "./protocol/errors.js";
@@ -25,7 +30,17 @@ export interface RunningGateway {
   readonly connectionCount: number;
 }
 
-export async function startGateway(config: GatewayConfig): Promise<RunningGateway> {
+export interface StartOptions {
+  /**
+   * Called once if the gateway cannot go on after it started (its broadcast coordinator thread
+   * died). The gateway stops its threads; the host program decides what else to do. Default:
+   * only the fatal log line.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/** Starts the gateway; rejects with a GatewayStartError (PORT_IN_USE, MODULE_LOAD, …) and never exits the process. */
+export async function startGateway(config: GatewayConfig, options: StartOptions = {}): Promise<RunningGateway> {
   assertNativeUws();
   const log = createLogger("main", config.logLevel);
   if (config.sessionSecretGenerated) {
@@ -33,16 +48,29 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       "SESSION_SECRET is not set: using a random secret; sessions will not survive a restart or move to another host",
     );
   }
+  for (const w of configWarnings(config, readHostFacts())) log.warn({ setting: w.setting, ...w.details }, w.message);
   const instanceId = randomBytes(4).toString("hex");
-  const coordinator = new CoordinatorThread(config, log);
+  const coordinator = new CoordinatorThread(config, log, (code) => {
+    void pool.stop();
+    server.stopListening();
+    options.onFatal?.(new Error(`the broadcast coordinator thread exited with code ${code}`));
+  });
   // The pool pumps outbound records into the server; the pumps start with pool.start(), after both exist.
   const pool: SocketWorkerPool = new SocketWorkerPool(config, instanceId, log, coordinator, (shard, max): number =>
     server.onOutbound(shard, max),
   );
   const server: GatewayServer = new GatewayServer(config, pool, log, instanceId);
-  await coordinator.start(); // socket workers attach to it as they start
-  await pool.start();
-  const port = await server.listen();
+  let port: number;
+  try {
+    await coordinator.start(); // socket workers attach to it as they start
+    await pool.start();
+    port = await server.listen();
+  } catch (err) {
+    // Leave nothing running in the host program: no threads, no listen socket, no timers.
+    server.stopListening();
+    await Promise.allSettled([pool.stop(), coordinator.stop()]);
+    throw err;
+  }
   log.info({ host: config.host, port, workers: config.workers, config: describeConfig(config) }, "gateway listening");
 
   const bus = createEventBus({

@@ -1,24 +1,37 @@
 // Loads uWebSockets.js and refuses to run on its pure-JS fallback: the npm alias
-// (@trufflesuite/uws-js-unofficial) silently falls back when no native binary matches this Node.
-import uWS from "uWebSockets.js";
+// (@trufflesuite/uws-js-unofficial) falls back when no native binary matches this Node and says
+// so on the console. That text is held back during the load (the gateway's own one-line
+// reason replaces it; LOG_LEVEL=debug shows it), so a user never reads "falling back" followed
+// by a refusal.
+import { createRequire } from "node:module";
+import type * as UWS from "uWebSockets.js";
+import { GatewayStartError } from "./start-error.js";
+import { nativeRuntimeProblem } from "./native-runtime.js";
 
-export { uWS };
-
-export function assertNativeUws(): void {
-  if (String(uWS.App).includes("[native code]")) return;
-  const major = Number(process.versions.node.split(".")[0]);
-  const lines = [
-    `uWebSockets.js native binary did not load (Node ${process.version}, ABI ${process.versions.modules}, ${process.platform}-${process.arch}).`,
-    "The gateway will not run on the slow pure-JS fallback.",
-  ];
-  if (major >= 22) {
-    lines.push(
-      "The npm alias used here ships binaries for Node 16, 18 and 20 only. On Node 22 or later, replace it with the upstream release",
-      "(needs glibc >= 2.38):  npm i uWebSockets.js@github:uNetworking/uWebSockets.js#v20.57.0",
-    );
-  } else {
-    lines.push("Reinstall dependencies (npm ci) on this machine; binaries exist for linux/darwin/win32 x64 and arm64.");
+function loadQuietly(): { uws: typeof UWS; printed: string[] } {
+  const printed: string[] = [];
+  const { log, warn, error } = console;
+  console.log = console.warn = console.error = (...args: unknown[]) => void printed.push(args.join(" ").trim());
+  try {
+    return { uws: createRequire(import.meta.url)("uWebSockets.js") as typeof UWS, printed };
+  } finally {
+    Object.assign(console, { log, warn, error });
   }
-  process.stderr.write(lines.join("\n") + "\n");
-  process.exit(1);
+}
+
+const loaded = loadQuietly();
+export const uWS = loaded.uws;
+
+/** Throws a GatewayStartError (NATIVE_RUNTIME) unless the native binary loaded. */
+export function assertNativeUws(): void {
+  const problem = nativeRuntimeProblem({
+    nodeVersion: process.version,
+    abi: process.versions.modules,
+    platform: process.platform,
+    arch: process.arch,
+    nativeLoaded: String(uWS.App).includes("[native code]"),
+    forcedFallback: ["1", "true", "True", "TRUE"].includes(process.env.UWS_USE_FALLBACK ?? ""), // as the loader reads it
+  });
+  if (problem === undefined) return;
+  throw new GatewayStartError("NATIVE_RUNTIME", problem, { cause: loaded.printed.join("\n") || undefined });
 }

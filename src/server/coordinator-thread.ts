@@ -1,10 +1,11 @@
 // The broadcast coordinator thread (workers/coordinator/coordinator.ts), seen from the main
-// thread: starts it, hands out its comlink API, and ends the process if it dies unasked.
+// thread: starts it, hands out its comlink API, and reports its death (onDeath) if it dies unasked.
 import { Worker, MessageChannel } from "node:worker_threads";
 import * as Comlink from "comlink";
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import type { CoordinatorApi } from "../shared/thread-api.js";
+import { GatewayStartError } from "../start-error.js";
 
 const COORDINATOR_URL = new URL("./workers/coordinator/coordinator.js", import.meta.url);
 
@@ -13,9 +14,14 @@ export class CoordinatorThread {
   private stopping = false;
   private remote: Comlink.Remote<CoordinatorApi> | undefined;
 
+  /**
+   * @param onDeath called once if the thread exits after start without stop(): without the
+   *   coordinator nothing is broadcast and seq cannot stay ordered, so the owner must stop.
+   */
   constructor(
     private readonly config: GatewayConfig,
     private readonly log: Logger,
+    private readonly onDeath: (code: number) => void,
   ) {}
 
   /** The coordinator's control API; available once start() has begun. */
@@ -34,14 +40,30 @@ export class CoordinatorThread {
     });
     this.worker = worker;
     this.remote = Comlink.wrap<CoordinatorApi>(port1 as unknown as Comlink.Endpoint);
-    worker.on("error", (err) => this.log.error({ err }, "broadcast coordinator crashed"));
-    worker.on("exit", (code) => {
-      if (this.stopping) return;
-      // Without the coordinator nothing is broadcast and seq cannot stay ordered: fail loudly.
-      this.log.fatal({ code }, "broadcast coordinator exited; the gateway cannot broadcast any more, exiting");
-      process.exit(1);
+    let started = false;
+    let startError: unknown;
+    worker.on("error", (err) => {
+      if (started) this.log.error({ err }, "broadcast coordinator crashed");
+      else startError = err;
     });
-    await this.remote.ready();
+    const diedDuringStart = new Promise<never>((_, reject) =>
+      worker.once("exit", (code) => {
+        if (started || this.stopping) return;
+        const why = startError instanceof Error ? startError.message : `exit code ${code}`;
+        reject(
+          new GatewayStartError("WORKER_START", `the broadcast coordinator thread died while starting: ${why}`, {
+            cause: startError,
+          }),
+        );
+      }),
+    );
+    worker.on("exit", (code) => {
+      if (!started || this.stopping) return;
+      this.log.fatal({ code }, "broadcast coordinator exited; the gateway cannot broadcast any more");
+      this.onDeath(code);
+    });
+    await Promise.race([this.remote.ready(), diedDuringStart]);
+    started = true;
   }
 
   async stop(): Promise<void> {

@@ -18,6 +18,14 @@ import { UpgradeHandler } from "./upgrade-handler.js";
 import { OriginGate } from "./origin-gate.js";
 import { OriginPolicy } from "./origin-policy.js";
 import { HttpRoutes, type Readiness } from "./http-routes.js";
+import { listenFailure } from "./listen-failure.js";
+
+// uWS's listen(host, port, options, cb) exists natively but is missing from its typings.
+type ListenWithOptions = {
+  listen(host: string, port: number, options: number, cb: (ls: us_listen_socket | false) => void): void;
+};
+const LISTEN_DEFAULT = 0;
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1; // ListenOptions in its index.d.ts (no SO_REUSEPORT)
 
 export class GatewayServer implements MainCounters {
   private readonly app: TemplatedApp;
@@ -81,11 +89,16 @@ export class GatewayServer implements MainCounters {
     pool.onShardDown = (index) => this.table.closeShard(index);
   }
 
+  /** Binds HOST:PORT; rejects with a GatewayStartError naming PORT when it is taken. */
   listen(): Promise<number> {
+    const { host, port, reusePort } = this.config;
+    // Exclusive by default: uWS otherwise sets SO_REUSEPORT and a second gateway on the same
+    // port would silently share it (each with its own seq, sessions and subscribers).
+    const options = reusePort ? LISTEN_DEFAULT : LIBUS_LISTEN_EXCLUSIVE_PORT;
     return new Promise((resolve, reject) => {
-      this.app.listen(this.config.host, this.config.port, (ls) => {
+      (this.app as unknown as ListenWithOptions).listen(host, port, options, (ls) => {
         if (!ls) {
-          reject(new Error(`cannot listen on ${this.config.host}:${this.config.port}`));
+          listenFailure(host, port, reusePort).then(reject, reject);
           return;
         }
         this.listenSocket = ls;

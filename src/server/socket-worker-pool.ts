@@ -13,6 +13,8 @@ import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
 import { RestartBackoff } from "./restart-backoff.js";
 import type { CoordinatorThread } from "./coordinator-thread.js";
 import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
+import { isModuleLoadError } from "../shared/module-load-error.js";
+import { GatewayStartError } from "../start-error.js";
 
 const WORKER_URL = new URL("./workers/socket/socket-worker.js", import.meta.url);
 const OUT_BATCH = 1024;
@@ -39,6 +41,8 @@ export type OutboundHandler = (shard: Shard, max: number) => number;
 export class SocketWorkerPool {
   readonly shards: Shard[] = [];
   private stopping = false;
+  /** Set once start() resolved: before, a worker that dies fails the start instead of being replaced. */
+  private started = false;
   private readonly restartBackoff = new RestartBackoff();
   restarts = 0;
   /** Called when a shard's worker died, before its replacement starts. */
@@ -57,11 +61,12 @@ export class SocketWorkerPool {
     return this.coordinatorThread.api;
   }
 
-  /** Starts every socket worker; resolves once all are ready. */
+  /** Starts every socket worker; resolves once all are ready, rejects with a GatewayStartError. */
   async start(): Promise<void> {
     const starts: Promise<void>[] = [];
     for (let i = 0; i < this.config.workers; i++) starts.push(this.spawn(i));
     await Promise.all(starts);
+    this.started = true;
   }
 
   allReady(): boolean {
@@ -110,12 +115,17 @@ export class SocketWorkerPool {
       unrungBytes: 0,
     };
     this.shards[index] = shard;
-    worker.on("error", (err) => this.log.error({ shard: index, err }, "socket worker crashed"));
+    // A throw while the worker starts (a handler module that does not load) is the start's
+    // failure, reported once by whoever awaits the start; after that it is a crash.
+    let startError: unknown;
+    worker.on("error", (err) => {
+      if (shard.ready) this.log.error({ shard: index, err }, "socket worker crashed");
+      else startError ??= err;
+    });
     worker.on("exit", (code) => this.onExit(shard, code, port1));
     void this.pump(shard);
     return new Promise<void>((resolve, reject) => {
-      const failEarly = (code: number) =>
-        reject(new Error(`socket worker ${index} exited with code ${code} during start`));
+      const failEarly = (code: number) => reject(workerStartError(index, code, startError));
       worker.once("exit", failEarly);
       shard.api.ready().then(
         () => {
@@ -130,10 +140,12 @@ export class SocketWorkerPool {
   }
 
   private onExit(shard: Shard, code: number, port: { close(): void }): void {
+    const wasReady = shard.ready;
     shard.alive = false;
     shard.ready = false;
     port.close();
     if (this.stopping || this.shards[shard.index] !== shard) return;
+    if (!this.started && !wasReady) return; // the initial start fails (spawn rejects); nothing to replace
     const delay = this.restartBackoff.next(Date.now() - shard.startedAt);
     this.log.error(
       { shard: shard.index, code, restartInMs: delay },
@@ -181,4 +193,11 @@ export class SocketWorkerPool {
     this.stopping = true;
     await Promise.all(this.shards.map((s) => s.worker.terminate()));
   }
+}
+
+/** Why a socket worker died before it was ready: a module that does not load is configuration. */
+function workerStartError(index: number, code: number, err: unknown): GatewayStartError {
+  if (isModuleLoadError(err)) return new GatewayStartError("MODULE_LOAD", err.message, { cause: err });
+  const why = err instanceof Error ? `${err.name}: ${err.message}` : `exit code ${code}`;
+  return new GatewayStartError("WORKER_START", `socket worker ${index} died while starting: ${why}`, { cause: err });
 }

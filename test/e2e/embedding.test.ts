@@ -2,6 +2,7 @@
 // the typed EventBus (broadcast, send) — the in-process publish path of PROTOCOL.md §6.
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { TestClient } from "./harness.js";
 
@@ -40,5 +41,30 @@ describe("embedding", () => {
       proc.stdin.end();
       proc.kill("SIGKILL");
     }
+  });
+
+  it("rejects startGateway on a held port with a GatewayStartError, and the host program lives on", async () => {
+    const proc = spawn(
+      process.execPath,
+      [fileURLToPath(new URL("../fixtures/embed-port-in-use.mjs", import.meta.url))],
+      {
+        env: { PATH: process.env.PATH ?? "" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    proc.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const kill = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    // It ends by itself only if the failed start left no thread, socket or timer behind.
+    const [code] = (await once(proc, "exit")) as [number | null];
+    clearTimeout(kill);
+    expect(code, out).toBe(0);
+    const m = /REJECTED (.*)\n/.exec(out);
+    expect(m, out).not.toBeNull();
+    const r = JSON.parse(m![1]!) as Record<string, unknown>;
+    expect(r).toMatchObject({ typed: true, name: "GatewayStartError", code: "PORT_IN_USE", exitCode: 2 });
+    expect(r.message).toMatch(/^PORT \d+ on 127\.0\.0\.1 is in use/);
+    expect(out).toMatch(/REJECTED .*\nSTILL ALIVE\n/);
   });
 });

@@ -66,13 +66,14 @@ describe("handler modules and the piscina pool", () => {
     });
   });
 
-  it("refuses to start when a handler module is broken", async () => {
+  it("refuses to start when a handler module is broken: one line, exit 2", async () => {
     const r = await runToExit({
       WORKERS: "1",
       HANDLER_MODULES: fileURLToPath(new URL("../fixtures/not-a-handler-module.mjs", import.meta.url)),
     });
-    expect(r.code).not.toBe(0);
-    expect(r.output).toMatch(/must export `methods`/);
+    expect(r.code).toBe(2); // a configuration error (README "Exit codes")
+    expect(r.output).toMatch(/^gateway: HANDLER_MODULES: \S+not-a-handler-module\.mjs: must export `methods`/m);
+    expect(r.output).not.toMatch(/socket worker crashed|\n\s+at /);
   });
 
   it("logs a blocking handler's throw with its stack in the pool thread and answers INTERNAL", async () => {

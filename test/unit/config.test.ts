@@ -35,6 +35,7 @@ describe("defaults", () => {
   it.each<[keyof GatewayConfig, unknown]>([
     ["host", "127.0.0.1"],
     ["port", 8080],
+    ["reusePort", false],
     ["workers", 3],
     ["heartbeatSec", 30],
     ["sessionTtlSec", 300],
@@ -690,5 +691,17 @@ describe("result shape", () => {
     expect(d.adminToken).toBeUndefined();
     expect(d.sessionSecret).toBe("<set>");
     expect(d.redisUrl).toBeUndefined();
+  });
+});
+
+describe("REUSE_PORT", () => {
+  it("is off unless set to 1", () => {
+    expect(load({}).reusePort).toBe(false);
+    expect(load({ REUSE_PORT: "0" }).reusePort).toBe(false);
+    expect(load({ REUSE_PORT: "1" }).reusePort).toBe(true);
+  });
+
+  it.each(["true", "yes", "2", " 1"])("rejects %j naming the variable", (v) => {
+    expect(() => load({ REUSE_PORT: v })).toThrow(/REUSE_PORT/);
   });
 });

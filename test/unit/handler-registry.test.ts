@@ -188,7 +188,7 @@ describe("loadHandlerModules", () => {
     );
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/is already defined$/);
-    expect((err as Error).message.startsWith(`${HANDLERS}: method "fixture.`)).toBe(true);
+    expect((err as Error).message.startsWith(`HANDLER_MODULES: ${HANDLERS}: method "fixture.`)).toBe(true);
   });
 
   it("a module method clashing with a built-in is refused", async () => {

@@ -3,6 +3,7 @@
 // the piscina threads, so a method marked `blocking` runs the same code in either place.
 import { pathToFileURL } from "node:url";
 import type { ErrorBody } from "../../src/protocol/errors.js";
+import { moduleLoadError } from "../../src/shared/module-load-error.js";
 import type { EventBus } from "../../src/shared/event-bus.js";
 
 /** What a handler sees of the connection that sent the request. */
@@ -58,10 +59,19 @@ export class HandlerRegistry {
 /** Imports each HANDLER_MODULES entry and registers its `methods` export. */
 export async function loadHandlerModules(registry: HandlerRegistry, paths: readonly string[]): Promise<void> {
   for (const p of paths) {
-    const mod = (await import(pathToFileURL(p).href)) as { methods?: unknown };
-    if (typeof mod.methods !== "object" || mod.methods === null) {
-      throw new Error(`handler module ${p} must export \`methods\` (an object of method definitions)`);
+    let mod: { methods?: unknown };
+    try {
+      mod = (await import(pathToFileURL(p).href)) as { methods?: unknown };
+    } catch (err) {
+      throw moduleLoadError("HANDLER_MODULES", p, err);
     }
-    registry.registerTable(mod.methods as MethodTable, p);
+    if (typeof mod.methods !== "object" || mod.methods === null) {
+      throw moduleLoadError("HANDLER_MODULES", p, "must export `methods` (an object of method definitions)");
+    }
+    try {
+      registry.registerTable(mod.methods as MethodTable, p);
+    } catch (err) {
+      throw moduleLoadError("HANDLER_MODULES", p, err);
+    }
   }
 }

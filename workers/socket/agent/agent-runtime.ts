@@ -3,6 +3,7 @@
 // go to the subscribers of the run's agentId.
 import { pathToFileURL } from "node:url";
 import type { AgentRunEventMap } from "../../../src/protocol/events.js";
+import { moduleLoadError } from "../../../src/shared/module-load-error.js";
 
 export type { AgentRunEventMap };
 
@@ -42,10 +43,15 @@ export const demoAgentRuntime: AgentRuntime = {
 /** Loads AGENT_RUNTIME_MODULE: it must export `agentRuntime` (an object with `start`). */
 export async function loadAgentRuntime(path: string | undefined): Promise<AgentRuntime> {
   if (path === undefined) return demoAgentRuntime;
-  const mod = (await import(pathToFileURL(path).href)) as { agentRuntime?: unknown };
+  let mod: { agentRuntime?: unknown };
+  try {
+    mod = (await import(pathToFileURL(path).href)) as { agentRuntime?: unknown };
+  } catch (err) {
+    throw moduleLoadError("AGENT_RUNTIME_MODULE", path, err);
+  }
   const rt = mod.agentRuntime as AgentRuntime | undefined;
   if (typeof rt !== "object" || rt === null || typeof rt.start !== "function") {
-    throw new Error(`AGENT_RUNTIME_MODULE ${path} must export \`agentRuntime\` with a start(run, events) method`);
+    throw moduleLoadError("AGENT_RUNTIME_MODULE", path, "must export `agentRuntime` with a start(run, events) method");
   }
   return rt;
 }
