@@ -39,7 +39,7 @@ export default tseslint.config(
   boundary(
     ["src/**/*.ts"],
     ["**/workers/**"],
-    "the main thread starts worker threads by URL (src/server/shard-pool.ts) and never imports their code",
+    "the main thread starts worker threads by URL (src/server/socket-worker-pool.ts) and never imports their code",
     { sockets: true },
   ),
   boundary(
