@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   HEARTBEAT_BUCKETS,
   HeartbeatScheduler,
+  STALL_FRACTION,
   type HeartbeatHandler,
   type HeartbeatState,
 } from "../../workers/socket/heartbeat.js";
@@ -19,7 +20,8 @@ interface Conn extends HeartbeatState {
 type Ev =
   | { kind: "ping"; conn: Conn; seq: number; ts: number; at: number }
   | { kind: "timeout"; conn: Conn; at: number }
-  | { kind: "flush"; at: number };
+  | { kind: "flush"; at: number }
+  | { kind: "drain"; at: number };
 
 type PingEv = Extract<Ev, { kind: "ping" }>;
 type TimeoutEv = Extract<Ev, { kind: "timeout" }>;
@@ -43,7 +45,12 @@ interface Harness {
 
 /** A started scheduler whose handler records every call (with the fake wall time of the call). */
 function make(
-  opts: { interval?: number; onPing?: (sched: HeartbeatScheduler<Conn>, c: Conn, seq: number) => void } = {},
+  opts: {
+    interval?: number;
+    onPing?: (sched: HeartbeatScheduler<Conn>, c: Conn, seq: number) => void;
+    /** Stands in for the pump's drainWaiting(): applies the pongs waiting in the "ring". */
+    drain?: () => void;
+  } = {},
 ): Harness {
   const events: Ev[] = [];
   const handler: HeartbeatHandler<Conn> = {
@@ -58,6 +65,13 @@ function make(
       events.push({ kind: "flush", at: Date.now() });
     },
   };
+  if (opts.drain !== undefined) {
+    const drain = opts.drain;
+    handler.drain = () => {
+      events.push({ kind: "drain", at: Date.now() });
+      drain();
+    };
+  }
   const sched = new HeartbeatScheduler<Conn>(opts.interval ?? INTERVAL, handler, () => Date.now());
   sched.start();
   return {
@@ -336,45 +350,7 @@ describe("lifecycle", () => {
     expect(h.timeouts(b)).toHaveLength(1);
   });
 
-  it("late timers catch up: each bucket visited once per missed interval, in order, deadlines on schedule time", () => {
-    const h = make();
-    const conns = Array.from({ length: HEARTBEAT_BUCKETS }, (_, i) => conn(`c${i}`));
-    for (const c of conns) h.sched.add(c);
-    conns.forEach((c, i) => expect(c.hbBucket).toBe(i));
-    vi.advanceTimersByTime(INTERVAL); // ticks T0+10 … T0+1000: ping 1 to everyone
-    for (const c of conns) expect(h.sched.pong(c, 1)).toBeGreaterThanOrEqual(0);
-    const flushesBefore = h.flushes();
-    const start = h.events.length;
-
-    // The event loop is blocked for 5 intervals: wall time jumps, no timer runs meanwhile.
-    vi.setSystemTime(Date.now() + 5 * INTERVAL);
-    expect(h.events.length).toBe(start);
-    vi.advanceTimersToNextTimer(); // the late tick finally runs
-    const wall = Date.now();
-    const burst = h.events.slice(start);
-
-    // One tick ran: one flush, at the end.
-    expect(h.flushes() - flushesBefore).toBe(1);
-    expect(burst.at(-1)?.kind).toBe("flush");
-    expect(burst.every((e) => e.at === wall)).toBe(true);
-
-    // Visit order: round r visits buckets 0…99. Each connection answered ping 1, so with schedule
-    // times: round 0 → ping 2 (deadline starts), round 1 → ping 3, round 2 → timeout (2 intervals
-    // of schedule time after ping 2, although the wall clock shows no time between them).
-    const expected: string[] = [];
-    for (const c of conns) expected.push(`ping ${c.name} 2`);
-    for (const c of conns) expected.push(`ping ${c.name} 3`);
-    for (const c of conns) expected.push(`timeout ${c.name}`);
-    const got = burst
-      .filter((e) => e.kind !== "flush")
-      .map((e) => (e.kind === "ping" ? `ping ${e.conn.name} ${e.seq}` : `timeout ${e.conn.name}`));
-    expect(got).toEqual(expected);
-    // Schedule times of the pings are on the fixed grid, one interval apart per bucket.
-    for (const [i, c] of conns.entries()) expect(c.pingScheduledAt).toBe(T0 + 2 * INTERVAL + (i + 1) * TICK);
-    expect(h.sched.timeouts).toBe(HEARTBEAT_BUCKETS);
-  });
-
-  it("late timers catch up without drifting: a shorter stall re-pings each bucket once per missed pass and keeps the grid", () => {
+  it("a late tick under STALL_FRACTION catches up on the grid: each missed bucket visited once, in order", () => {
     const h = make();
     const conns = Array.from({ length: HEARTBEAT_BUCKETS }, (_, i) => conn(`c${i}`));
     for (const c of conns) h.sched.add(c);
@@ -382,25 +358,115 @@ describe("lifecycle", () => {
     for (const c of conns) h.sched.pong(c, 1);
     const start = h.events.length;
 
-    vi.setSystemTime(Date.now() + 1.5 * INTERVAL); // stall of 1.5 intervals
+    vi.setSystemTime(Date.now() + 0.4 * INTERVAL); // blocked for 0.4 intervals
     vi.advanceTimersToNextTimer();
     const burst = h.events.slice(start).filter((e): e is PingEv => e.kind === "ping");
-    // Schedule T0+1010 … wall: 100 buckets once, then buckets 0…50 a second time.
     const missed = (Date.now() - (T0 + INTERVAL)) / TICK;
-    expect(burst).toHaveLength(missed);
-    burst.forEach((e, k) => {
-      expect(e.conn.hbBucket).toBe(k % HEARTBEAT_BUCKETS);
-      expect(e.seq).toBe(k < HEARTBEAT_BUCKETS ? 2 : 3);
-    });
-    expect(h.timeouts()).toHaveLength(0);
+    expect(missed).toBeLessThan(HEARTBEAT_BUCKETS * STALL_FRACTION);
+    expect(burst.map((e) => e.conn.hbBucket)).toEqual(Array.from({ length: missed }, (_, k) => k));
+    expect(burst.every((e) => e.seq === 2)).toBe(true);
+    // Schedule times stay on the grid (not the wall time of the late tick).
+    burst.forEach((e, k) => expect(e.conn.pingScheduledAt).toBe(T0 + INTERVAL + (k + 1) * TICK));
+    expect(h.sched.stalls).toBe(0);
 
-    // Everyone answers its latest ping; the wheel continues on the original grid.
-    for (const c of conns) expect(h.sched.pong(c, c.pingSeq)).toBe(0);
+    // The wheel continues on the original grid.
     const next = h.events.length;
     vi.advanceTimersByTime(TICK);
     const after = h.events.slice(next).filter((e): e is PingEv => e.kind === "ping");
-    expect(after.map((e) => e.conn.hbBucket)).toEqual([missed % HEARTBEAT_BUCKETS]);
+    expect(after.map((e) => e.conn.hbBucket)).toEqual([missed]);
     expect((after[0]!.at - T0) % TICK).toBe(0);
+  });
+
+  it("a stall of 5 intervals is skipped, not replayed: no timeouts, one bucket per tick, one ping per interval after it", () => {
+    const h = make();
+    const conns = Array.from({ length: HEARTBEAT_BUCKETS }, (_, i) => conn(`c${i}`));
+    for (const c of conns) h.sched.add(c);
+    vi.advanceTimersByTime(INTERVAL); // ping 1 to everyone
+    for (const c of conns) expect(h.sched.pong(c, 1)).toBeGreaterThanOrEqual(0);
+    const start = h.events.length;
+
+    // Replaying these 5 intervals used to ping everyone twice and time everyone out in one tick.
+    vi.setSystemTime(Date.now() + 5 * INTERVAL);
+    vi.advanceTimersToNextTimer();
+    const stallEnd = Date.now();
+    const burst = h.events.slice(start).filter((e) => e.kind !== "flush");
+    expect(burst.map((e) => (e.kind === "ping" ? `${e.conn.name} ${e.seq}` : e.kind))).toEqual(["c0 2"]);
+    expect(h.sched.stalls).toBe(1);
+
+    // Everyone answers at once; afterwards each bucket is pinged once per interval again, no timeouts.
+    for (let t = 0; t < 3 * INTERVAL; t += TICK) {
+      vi.advanceTimersByTime(TICK);
+      for (const c of conns) if (c.pingSeq > c.pongSeq) h.sched.pong(c, c.pingSeq);
+    }
+    expect(h.timeouts()).toHaveLength(0);
+    for (const c of conns) {
+      const after = h.pings(c).filter((e) => e.at >= stallEnd);
+      expect(after.length).toBeGreaterThanOrEqual(3);
+      for (let k = 1; k < after.length; k++) expect(after[k]!.at - after[k - 1]!.at).toBe(INTERVAL);
+    }
+  });
+
+  it("a silent connection is still closed 2 intervals plus the stall after its first unanswered ping", () => {
+    const h = make({ onPing: (sched, c, seq) => c.name !== "silent" && sched.pong(c, seq) });
+    const silent = conn("silent");
+    h.sched.add(silent);
+    vi.advanceTimersByTime(INTERVAL);
+    const first = h.pings(silent)[0]!.at;
+    advanceTo(first + 1.5 * INTERVAL); // between ping 2 and the deadline
+    const STALL = 2.5 * INTERVAL;
+    vi.setSystemTime(Date.now() + STALL);
+    vi.advanceTimersByTime(4 * INTERVAL);
+    const t = h.timeouts(silent);
+    expect(t).toHaveLength(1);
+    expect(t[0]!.at - first).toBeGreaterThanOrEqual(2 * INTERVAL);
+    expect(t[0]!.at - first).toBeLessThanOrEqual(2 * INTERVAL + STALL + TICK);
+  });
+
+  it("a late tick drains the waiting pongs before judging: a pong that came in time is not a timeout", () => {
+    // A slow client (its pongs take 1.9 intervals), and the worker blocked while the pong of
+    // ping 1 waits in the inbound ring, across that ping's deadline.
+    const run = (withDrain: boolean) => {
+      const waiting: Array<[Conn, number]> = [];
+      const h = make(
+        withDrain
+          ? {
+              drain: () => {
+                for (const [c, seq] of waiting.splice(0)) h.sched.pong(c, seq);
+              },
+            }
+          : {},
+      );
+      const c = conn("slow");
+      h.sched.add(c);
+      vi.advanceTimersByTime(INTERVAL);
+      const first = h.pings(c)[0]!.at;
+      advanceTo(first + 1.8 * INTERVAL);
+      vi.setSystemTime(first + 1.9 * INTERVAL);
+      waiting.push([c, 1]); // arrived before the deadline (first + 2 intervals), not yet read
+      vi.setSystemTime(first + 2.2 * INTERVAL); // still under STALL_FRACTION: replayed on the grid
+      vi.advanceTimersToNextTimer();
+      return h;
+    };
+    const without = run(false);
+    expect(without.timeouts()).toHaveLength(1); // the defect this guards against
+    vi.setSystemTime(T0);
+    const h = run(true);
+    expect(h.timeouts()).toHaveLength(0);
+    const kinds = h.events.map((e) => e.kind);
+    const drainAt = kinds.lastIndexOf("drain");
+    expect(drainAt).toBeGreaterThan(-1);
+    // The drain ran first in that tick: everything after it is this tick's pings and its flush.
+    expect(kinds.slice(drainAt + 1).every((k) => k === "ping" || k === "flush")).toBe(true);
+    expect(kinds.at(-1)).toBe("flush");
+  });
+
+  it("an on-time tick does not drain (the pump reads the ring; the tick costs what it did)", () => {
+    let drains = 0;
+    const h = make({ onPing: answerAfter(5), drain: () => drains++ });
+    for (let i = 0; i < 50; i++) h.sched.add(conn(`c${i}`));
+    vi.advanceTimersByTime(5 * INTERVAL);
+    expect(h.pings()).toHaveLength(250);
+    expect(drains).toBe(0);
   });
 
   it("calls flush() once per tick (one doorbell per batch), not once per ping", () => {

@@ -3,8 +3,17 @@
 // so pings are spread evenly over HEARTBEAT_SEC instead of fired together. Ticks run on a
 // fixed schedule (base + k × tick) and late ticks catch up, so a bucket's visits are exactly
 // one interval apart in schedule time: a missing pong is caught at exactly 2 intervals.
+//
+// After a stall (the worker's event loop blocked) two things would close healthy clients: the
+// pongs that arrived meanwhile still wait in the inbound ring, and replaying the missed visits
+// would judge pings sent in the same catch-up. So a late tick first has the waiting records
+// read (handler.drain), and a tick later than STALL_FRACTION of an interval moves the schedule
+// forward by its lateness instead of replaying it: time the worker could not run does not count
+// against its clients, and a silent client is closed 2 intervals plus the stall after its ping.
 
 export const HEARTBEAT_BUCKETS = 100;
+/** Lateness (in intervals) above which a tick skips the missed schedule instead of replaying it. */
+export const STALL_FRACTION = 0.5;
 
 /** What the scheduler keeps per connection (fields live on the connection object itself). */
 export interface HeartbeatState {
@@ -15,7 +24,7 @@ export interface HeartbeatState {
   pongSeq: number;
   /** Wall time of the last ping (for the RTT). */
   pingSentAt: number;
-  /** Schedule time of the last ping. */
+  /** Schedule time of the last ping (the scheduler's clock, which stands still during a stall). */
   pingScheduledAt: number;
   /** Schedule time of the oldest unanswered ping; 0 when every ping is answered. */
   unansweredSince: number;
@@ -28,6 +37,8 @@ export interface HeartbeatHandler<C extends HeartbeatState> {
   timeout(conn: C): void;
   /** After a tick's sends (one doorbell per batch). */
   flush(): void;
+  /** A late tick calls this before judging: apply the pongs waiting to be read. */
+  drain?(): void;
 }
 
 export class HeartbeatScheduler<C extends HeartbeatState> {
@@ -39,7 +50,11 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   private nextTickAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  /** Schedule time = wall time − skew; grows by each stall the schedule skipped. */
+  private skew = 0;
   timeouts = 0;
+  /** Ticks that skipped a stall. */
+  stalls = 0;
 
   constructor(
     intervalMs: number,
@@ -54,7 +69,7 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.nextTickAt = this.now() + this.tickMs;
+    this.nextTickAt = this.now() - this.skew + this.tickMs;
     this.schedule();
   }
 
@@ -97,14 +112,24 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(this.tick, Math.max(0, this.nextTickAt - this.now()));
+    this.timer = setTimeout(this.tick, Math.max(0, this.nextTickAt + this.skew - this.now()));
   }
 
   private readonly tick = (): void => {
-    const now = this.now();
+    // Late by a tick or more: read what waits first (the drain may itself take time: re-read the clock).
+    if (this.handler.drain !== undefined && this.now() - this.skew - this.nextTickAt >= this.tickMs)
+      this.handler.drain();
+    const wall = this.now();
+    let now = wall - this.skew;
+    if (now - this.nextTickAt > this.intervalMs * STALL_FRACTION) {
+      // A stall: skip it (replaying could close a client over pings it has not yet been sent).
+      this.skew += now - this.nextTickAt;
+      now = this.nextTickAt;
+      this.stalls++;
+    }
     // Catch up on late ticks, visiting each due bucket with its own schedule time.
     while (this.nextTickAt <= now) {
-      this.visit(this.buckets[this.nextBucket]!, this.nextTickAt, now);
+      this.visit(this.buckets[this.nextBucket]!, this.nextTickAt, wall);
       this.nextBucket = (this.nextBucket + 1) % HEARTBEAT_BUCKETS;
       this.nextTickAt += this.tickMs;
     }

@@ -20,6 +20,8 @@ import type { OutboundWriter } from "./outbound-writer.js";
 export const BATCH = 1024;
 export const SLICE_MS = 5;
 export const WAIT_MS = 2;
+/** Batches drainWaiting() reads at most: a steady stream never empties the ring. */
+export const DRAIN_BATCHES = 16;
 
 /** Bumped by whoever starts async work for a request: the pump then yields at once. */
 export interface AsyncProgress {
@@ -86,6 +88,16 @@ export class Pump {
       }
     }
     setImmediate(this.run); // timers, comlink, pool results and promise continuations run first
+  };
+
+  /**
+   * Reads what waits in the inbound ring outside the pump's own run: the heartbeat calls it
+   * before judging deadlines after a stall, so pongs that queued up meanwhile count. The caller
+   * flushes the coordinator link and rings the outbound doorbell.
+   */
+  readonly drainWaiting = (): void => {
+    for (let i = 0; i < DRAIN_BATCHES && !this.out.backlogged; i++)
+      if (this.inbound.drain(this.onRecord, BATCH) < BATCH) return;
   };
 
   private readonly resume = (): void => {

@@ -67,6 +67,9 @@ export function wireSocketWorker({ config, instanceId, rings, coordinator, runTa
       out.notify();
       sessions.sweep(100);
     },
+    drain() {
+      pump.drainWaiting();
+    },
   });
   const table = new ConnectionTable({ out, heartbeat, subscribers, sessions });
 
