@@ -108,4 +108,21 @@ describe("pump", () => {
       if (goesAsync) await until(() => sleepSync.mock.calls.length > 0); // the next turn waits
     }
   });
+
+  it("drainWaiting() reads what waits without the pump's run, and stops while the main thread is behind", () => {
+    const s = setup();
+    s.feed(1, 5);
+    s.pump.drainWaiting(); // the heartbeat's late tick, before it judges deadlines
+    expect(s.handled).toEqual([1, 2, 3, 4, 5]);
+    expect(s.inbound.isEmpty()).toBe(true);
+
+    s.feed(6, 45); // more replies than the outbound ring holds
+    s.pump.drainWaiting();
+    expect(s.handled).toHaveLength(45);
+    expect(s.out.backlogged).toBe(true);
+    s.feed(46, 46);
+    s.pump.drainWaiting(); // backpressure holds here too
+    expect(s.handled).toHaveLength(45);
+    expect(s.inbound.isEmpty()).toBe(false);
+  });
 });
