@@ -116,10 +116,12 @@ export class HeartbeatScheduler<C extends HeartbeatState> {
   }
 
   private readonly tick = (): void => {
+    let wall = this.now();
     // Late by a tick or more: read what waits first (the drain may itself take time: re-read the clock).
-    if (this.handler.drain !== undefined && this.now() - this.skew - this.nextTickAt >= this.tickMs)
+    if (this.handler.drain !== undefined && wall - this.skew - this.nextTickAt >= this.tickMs) {
       this.handler.drain();
-    const wall = this.now();
+      wall = this.now();
+    }
     let now = wall - this.skew;
     if (now - this.nextTickAt > this.intervalMs * STALL_FRACTION) {
       // A stall: skip it (replaying could close a client over pings it has not yet been sent).
