@@ -12,17 +12,33 @@ export class OriginGate {
   /** Requests refused 403 for their Origin, by kind. */
   readonly refusals = { upgrade: 0, http: 0 };
 
+  /** Origin lines of the request being admitted; a field and a bound callback: no closure per request. */
+  private originLines = 0;
+  private readonly countOrigin = (name: string): void => {
+    if (name === "origin") this.originLines++;
+  };
+
   constructor(
     readonly policy: OriginPolicy,
     private readonly log: Logger,
   ) {}
 
-  /** The verdict on `origin`; a refused request has been answered 403 and counted. */
+  /**
+   * The verdict on `origin` (the first Origin line, what getHeader returns); a refused request has
+   * been answered 403 and counted. Two or more Origin lines are refused: a proxy that reads the
+   * last one would judge another origin than the gateway.
+   */
   admit(res: HttpResponse, req: HttpRequest, origin: string, kind: OriginKind): OriginVerdict {
-    const verdict = this.policy.check(origin, req.getHeader("host"));
+    this.originLines = 0;
+    req.forEach(this.countOrigin);
+    const several = this.originLines > 1;
+    const verdict = several ? OriginVerdict.REFUSED : this.policy.check(origin, req.getHeader("host"));
     if (verdict === OriginVerdict.REFUSED) {
       this.refusals[kind]++;
-      this.log.debug({ origin: origin.slice(0, 256), kind }, "request refused: origin not allowed");
+      this.log.debug(
+        { origin: origin.slice(0, 256), kind, originLines: this.originLines },
+        several ? "request refused: several Origin headers" : "request refused: origin not allowed",
+      );
       sendJson(res, 403, { error: { code: ErrorCode.FORBIDDEN, message: "origin not allowed" } });
     }
     return verdict;

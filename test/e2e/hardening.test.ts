@@ -1,6 +1,7 @@
 // Origin and CORS (PROTOCOL.md §7), security headers and /metrics names, against dist/main.js.
 // Raw node:http requests: fetch would not let the test set Origin and Host freely.
 import http from "node:http";
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connected, startGateway, upgradeStatus, type Gateway } from "./harness.js";
@@ -157,6 +158,63 @@ describe("HTTP CORS", () => {
     expect(r.headers["access-control-allow-headers"]).toBe("authorization");
     const a = await raw(gw.port, "GET", "/healthz", { Origin: ALLOWED });
     expect(a.headers["access-control-allow-origin"]).not.toBe("*");
+  });
+});
+
+/** Sends `head` as is over TCP (node:http would merge or refuse repeated headers) and returns the status. */
+function rawStatus(port: number, head: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1", () => s.write(head));
+    let text = "";
+    s.setEncoding("latin1");
+    s.on("data", (c: string) => {
+      text += c;
+      const m = /^HTTP\/1\.1 (\d{3}) /.exec(text);
+      if (m !== null) {
+        s.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    s.on("error", reject);
+    s.on("close", () => reject(new Error(`closed without a status line: ${JSON.stringify(text)}`)));
+  });
+}
+
+async function originRefusals(g: Gateway, kind: "upgrade" | "http"): Promise<number> {
+  const text = (await raw(g.port, "GET", "/metrics")).body;
+  return Number(new RegExp(`^gateway_origin_refusals_total\\{kind="${kind}"\\} (\\d+)`, "m").exec(text)?.[1] ?? 0);
+}
+
+describe("several Origin headers", () => {
+  const upgrade = (origins: string[]): string =>
+    "GET /ws?encoding=json HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+    origins.map((o) => `Origin: ${o}\r\n`).join("") +
+    "\r\n";
+  const healthz = (origins: string[]): string =>
+    "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+    origins.map((o) => `Origin: ${o}\r\n`).join("") +
+    "\r\n";
+
+  it("one Origin line is judged as usual over the same raw requests", async () => {
+    expect(await rawStatus(gw.port, upgrade([ALLOWED]))).toBe(101);
+    expect(await rawStatus(gw.port, healthz([ALLOWED]))).toBe(200);
+    expect(await rawStatus(gw.port, upgrade(["http://evil.example.test"]))).toBe(403);
+  });
+
+  it.each([
+    ["allowed, then another", [ALLOWED, "http://evil.example.test"]],
+    ["another, then allowed", ["http://evil.example.test", ALLOWED]],
+    ["the same allowed origin twice", [ALLOWED, ALLOWED]],
+    ["an empty line, then allowed", ["", ALLOWED]],
+  ])("are refused 403 and counted, upgrade and HTTP: %s", async (_n, origins) => {
+    for (const g of [gw, star]) {
+      const [up0, http0] = [await originRefusals(g, "upgrade"), await originRefusals(g, "http")];
+      expect(await rawStatus(g.port, upgrade(origins))).toBe(403);
+      expect(await rawStatus(g.port, healthz(origins))).toBe(403);
+      expect(await originRefusals(g, "upgrade")).toBe(up0 + 1);
+      expect(await originRefusals(g, "http")).toBe(http0 + 1);
+    }
   });
 });
 

@@ -276,6 +276,23 @@ describe("faults and shutdown", () => {
     expect(Date.now() - t0).toBeLessThan(5_000 + 2_000);
   });
 
+  it("drain deadline: requests still in flight (async and pool) answer UNAVAILABLE with retryAfterMs, then 1001", async () => {
+    const gw = await startGateway({ WORKERS: "1", DRAIN_SEC: "1", GATEWAY_TEST_HOOKS: "1" });
+    const c = await connected(gw, "d-cut");
+    const pooled = c.request("test.burn", { ms: 5000 }, "pool", 8_000);
+    const inPlace = c.request("test.sleep", { ms: 5000 }, "async", 8_000);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    gw.proc.kill("SIGTERM");
+    const unavailable = { code: "UNAVAILABLE", message: "server is draining", retryAfterMs: 1000 };
+    const [p, a] = await Promise.all([pooled, inPlace]);
+    expect(p).toMatchObject({ id: "pool", ok: false, error: unavailable });
+    expect(a).toMatchObject({ id: "async", ok: false, error: unavailable });
+    expect(await c.waitClose(5_000)).toBe(1001);
+    expect(Date.now() - t0).toBeLessThan(1000 + 2_000); // cut at DRAIN_SEC, not at the 5 s handlers
+    expect(await gw.exited).toBe(0);
+  });
+
   it("exits at once on SIGINT with no clients", async () => {
     const gw = await startGateway({ WORKERS: "1", DRAIN_SEC: "10" });
     const t0 = Date.now();

@@ -6,6 +6,7 @@ import { ErrorCode, GatewayError } from "../../src/protocol/errors.js";
 import { OutKind } from "../../src/shared/records.js";
 import type { BlockingTask, BlockingTaskResult } from "../../src/shared/thread-api.js";
 import { BAD_FRAME_LIMIT } from "../../workers/socket/connection.js";
+import { DRAIN_CUT_RETRY_MS } from "../../workers/socket/dispatch.js";
 import { settle, socketWorkerKit, type OutRecord } from "./socket-worker-kit.js";
 
 const res = (r: OutRecord | undefined): Record<string, unknown> => {
@@ -127,6 +128,38 @@ describe("dispatch", () => {
     expect(k.dispatcher.inFlight).toBe(0);
     expect(outcome(k, "t.later", "ok")).toBe(2);
     expect(outcome(k, "t.later", ErrorCode.UNAVAILABLE)).toBe(1);
+  });
+
+  it("drain deadline: pending requests are answered UNAVAILABLE with retryAfterMs; late outcomes are ignored", async () => {
+    const d = [deferred<unknown>(), deferred<unknown>(), deferred<unknown>()];
+    let i = 0;
+    const k = socketWorkerKit({ methods: { "t.later": { handler: () => d[i++]!.promise } } });
+    k.connected(1);
+    k.connected(2);
+    k.rpc(1, "t.later", undefined, "a");
+    k.rpc(1, "t.later", undefined, "b");
+    k.rpc(2, "t.later", undefined, "c");
+    k.close(2); // gone: counted, not answered
+    d[0]!.resolve({ done: 0 }); // settled before the deadline: answered normally
+    await settle();
+    expect(k.readOut().map(res)).toEqual([{ type: "res", id: "a", ok: true, payload: { done: 0 } }]);
+    expect(k.dispatcher.inFlight).toBe(2);
+    k.dispatcher.cutOff();
+    expect(k.dispatcher.inFlight).toBe(0);
+    const unavailable = {
+      code: ErrorCode.UNAVAILABLE,
+      message: "server is draining",
+      retryAfterMs: DRAIN_CUT_RETRY_MS,
+    };
+    expect(k.readOut().map(res)).toEqual([{ type: "res", id: "b", ok: false, error: unavailable }]);
+    // The pool's forced close rejects its tasks afterwards; a late success is ignored too.
+    d[1]!.reject(new Error("Terminating worker thread"));
+    d[2]!.resolve({ done: 2 });
+    await settle();
+    expect(k.readOut()).toEqual([]);
+    expect(outcome(k, "t.later", ErrorCode.UNAVAILABLE)).toBe(2);
+    expect(outcome(k, "t.later", ErrorCode.INTERNAL)).toBe(0);
+    expect(outcome(k, "t.later", "ok")).toBe(1);
   });
 
   it("blocking handlers run as pool tasks; their contract errors come back as GatewayErrors", async () => {

@@ -1,6 +1,7 @@
 // Session tokens: compact, HMAC-signed over sessionId, deviceId, generation and expiry.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { createHmac } from "node:crypto";
 import {
   SESSION_TOKEN_LENGTH,
   issueSessionToken,
@@ -134,6 +135,50 @@ describe("never validates", () => {
         expect(verifySessionToken(SECRET, edited, CLAIMS.deviceId)).toBeUndefined();
       }
     }
+  });
+
+  describe("in any spelling but the canonical base64url one", () => {
+    // A token whose body and MAC both hold "-" or "_", so the standard alphabet changes both parts.
+    const canonical = (() => {
+      for (let g = 0; ; g++) {
+        const t = issueSessionToken(SECRET, { ...CLAIMS, generation: g });
+        const [body, sig] = t.split(".") as [string, string];
+        if (/[-_]/.test(body) && /[-_]/.test(sig)) return t;
+      }
+    })();
+    const [body, sig] = canonical.split(".") as [string, string];
+    const std = (s: string): string => s.replace(/-/g, "+").replace(/_/g, "/");
+
+    it("the canonical token is accepted", () => {
+      expect(verifySessionToken(SECRET, canonical, CLAIMS.deviceId)).toMatchObject({ deviceId: CLAIMS.deviceId });
+    });
+
+    it.each([
+      ["standard alphabet (+ and /)", std(canonical)],
+      ["standard alphabet in the body only", `${std(body)}.${sig}`],
+      ["standard alphabet in the MAC only", `${body}.${std(sig)}`],
+      ["padded with =", `${body}==.${sig}=`],
+      ["padded MAC, same length", `${body}.${sig.slice(0, -1)}=`],
+      ["a trailing extra character", `${canonical}A`],
+      ["a trailing =", `${canonical}=`],
+    ])("%s → rejected", (_n, token) => {
+      expect(token).not.toBe(canonical);
+      expect(Buffer.from(token.split(".")[0]!, "base64url")).toEqual(Buffer.from(body, "base64url"));
+      expect(verifySessionToken(SECRET, token, CLAIMS.deviceId)).toBeUndefined();
+    });
+
+    it("a body with spare bits set is rejected even under a valid MAC of its text", () => {
+      // 25 bytes → 34 characters: the last one carries 4 spare bits that the decoder ignores.
+      const last = body.at(-1)!;
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+      const edited = body.slice(0, -1) + alphabet[alphabet.indexOf(last) | 1]!;
+      expect(edited).not.toBe(body);
+      expect(Buffer.from(edited, "base64url")).toEqual(Buffer.from(body, "base64url"));
+      const macOf = (text: string): string =>
+        createHmac("sha256", SECRET).update(text).update("\n").update(CLAIMS.deviceId).digest("base64url");
+      expect(macOf(body)).toBe(sig); // the MAC is built as in session-token.ts
+      expect(verifySessionToken(SECRET, `${edited}.${macOf(edited)}`, CLAIMS.deviceId)).toBeUndefined();
+    });
   });
 
   it.each([

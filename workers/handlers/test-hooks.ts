@@ -34,6 +34,10 @@ export const testHookMethods: MethodTable = {
   },
   /** Blocks the socket worker itself (fills its inbound ring). */
   "test.blockWorker": { handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
+  /** An async handler that settles after `ms` without blocking anything (in flight across a drain). */
+  "test.sleep": {
+    handler: (params) => new Promise((r) => setTimeout(() => r({ slept: true }), readMs(params, 60_000))),
+  },
   /** Burns CPU in the piscina pool: must not delay other devices on the same socket worker. */
   "test.burn": { blocking: true, handler: (params) => ({ spins: burn(readMs(params, 10_000)) }) },
   /** Throws in the piscina pool: the pool thread logs it with its stack, the client gets INTERNAL. */

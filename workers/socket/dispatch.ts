@@ -32,11 +32,19 @@ export interface DispatcherDeps {
   log: Logger;
 }
 
+/** retryAfterMs of a request cut off by the drain deadline: time for the client to reconnect elsewhere. */
+export const DRAIN_CUT_RETRY_MS = 1000;
+
+interface PendingReq {
+  readonly conn: Connection;
+  readonly req: ReqFrame;
+}
+
 export class Dispatcher {
   /** Counted here; the rest of SocketWorkerStats is read from its owners. */
   readonly counts = { framesIn: 0, rpcs: 0, badFrames: 0, blockingInFlight: 0 };
   /** Requests accepted but not yet answered (handlers that returned a promise). */
-  inFlight = 0;
+  private readonly pending = new Set<PendingReq>();
   private readonly inbound: RingReader;
   private readonly connections: Map<number, Connection>;
   private readonly table: ConnectionTable;
@@ -49,6 +57,29 @@ export class Dispatcher {
     this.table = d.table;
     this.out = d.out;
     this.outcomes = d.outcomes;
+  }
+
+  /** Requests accepted but not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Drain deadline: every request still pending is answered UNAVAILABLE (retryable: it may run
+   * again on another host) instead of INTERNAL; its handler's late outcome is then ignored.
+   */
+  cutOff(): void {
+    for (const p of this.pending) {
+      this.outcomes.record(p.req.method, ErrorCode.UNAVAILABLE);
+      if (this.table.isLive(p.conn))
+        this.table.replyError(p.conn, p.req.id, {
+          code: ErrorCode.UNAVAILABLE,
+          message: "server is draining",
+          retryAfterMs: DRAIN_CUT_RETRY_MS,
+        });
+    }
+    this.pending.clear();
+    this.out.notify();
   }
 
   /** One inbound record (OPEN, FRAME or CLOSE); a stable function for RingReader.drain. */
@@ -182,18 +213,20 @@ export class Dispatcher {
   }
 
   /** Async completion: the connection may have gone meanwhile; answer only if it is still ours. */
-  private replyLater(conn: Connection, req: ReqFrame, pending: Promise<unknown>): void {
-    this.inFlight++;
+  private replyLater(conn: Connection, req: ReqFrame, result: Promise<unknown>): void {
+    const entry: PendingReq = { conn, req };
+    const pending = this.pending;
+    pending.add(entry);
     this.d.progress.asyncStarted++;
-    pending.then(
+    result.then(
       (payload: unknown) => {
-        this.inFlight--;
+        if (!pending.delete(entry)) return; // answered by cutOff
         // Counted even when the connection left meanwhile: the handler's outcome is what it is.
         this.outcomes.record(req.method, this.table.isLive(conn) ? this.replyOk(conn, req.id, payload) : "ok");
         this.out.notify();
       },
       (e: unknown) => {
-        this.inFlight--;
+        if (!pending.delete(entry)) return; // answered by cutOff (the pool's forced close lands here)
         this.outcomes.record(req.method, this.table.isLive(conn) ? this.replyThrown(conn, req, e) : errorCodeOf(e));
         this.out.notify();
       },

@@ -3,7 +3,8 @@
 //   body  = [version u8 = 1][sessionId: 12 random bytes][generation u32 BE][expiresAt ms u64 BE]
 // The deviceId is signed but not carried: `resume` names its deviceId in the same connect, so a
 // token presented by another device fails the MAC. Verification compares the MAC's canonical
-// text in constant time (a lenient base64 decode would accept edited tokens).
+// text in constant time and the body's re-encoding with its text (a lenient base64 decode would
+// accept edited tokens): only the canonical base64url spelling is accepted.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 export interface SessionClaims {
@@ -59,8 +60,9 @@ export function verifySessionToken(secret: string, token: string, deviceId: stri
   const expected = Buffer.from(mac(secret, bodyB64, deviceId), "latin1");
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
   // The MAC covers the body text, so past this point the body is the one we issued.
+  // One token, one spelling: the lenient decoder also takes "+", "/", "=" and spare bits.
   const body = Buffer.from(bodyB64, "base64url");
-  if (body.length !== BODY_BYTES || body[0] !== VERSION) return undefined;
+  if (body.length !== BODY_BYTES || body[0] !== VERSION || body.toString("base64url") !== bodyB64) return undefined;
   const expiresAt = body.readBigUInt64BE(1 + SESSION_ID_BYTES + 4);
   if (expiresAt > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {

@@ -70,7 +70,7 @@ const api: SocketWorkerApi = {
     const deadline = Date.now() + deadlineMs;
     while ((dispatcher.inFlight > 0 || out.backlogged) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 10));
-    out.notify();
+    dispatcher.cutOff(); // before the pool's forced close rejects its tasks
     await pool.close();
   },
 };
