@@ -47,10 +47,9 @@ export class CoordinatorThread {
   private readonly backoff = new RestartBackoff();
   private startedAt = 0;
   private failedRestarts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
   /** Called once a restarted coordinator is ready: the owner attaches the socket workers to it. */
   onRestarted: () => Promise<void> = async () => {};
-  /** Called when the coordinator died, before it is restarted. */
-  onDown: () => void = () => {};
 
   /**
    * @param onFatal called once if restarted coordinators keep dying while they start
@@ -161,8 +160,7 @@ export class CoordinatorThread {
       { code, eventsLost: lost, restartInMs: delay },
       "broadcast coordinator exited; restarting it (seq goes on, broadcasts refused UNAVAILABLE meanwhile)",
     );
-    this.onDown();
-    setTimeout(() => void this.restart(), delay);
+    this.restartTimer = setTimeout(() => void this.restart(), delay);
   }
 
   private async restart(): Promise<void> {
@@ -179,7 +177,7 @@ export class CoordinatorThread {
       }
       const delay = this.backoff.next(0);
       this.log.error({ err: e, restartInMs: delay }, "restarted broadcast coordinator died while starting");
-      setTimeout(() => void this.restart(), delay);
+      this.restartTimer = setTimeout(() => void this.restart(), delay);
       return;
     }
     this.failedRestarts = 0;
@@ -192,6 +190,7 @@ export class CoordinatorThread {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.restartTimer);
     this.alive = false;
     this.up = false;
     await this.worker?.terminate();
