@@ -20,7 +20,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("broadcast coordinator restart", () => {
   it("survives the coordinator's death: readiness dips, seq goes on, subscribers on both workers still get events", async () => {
-    const gw = await startGateway({ WORKERS: "2", GATEWAY_TEST_HOOKS: "1", ADMIN_TOKEN: ADMIN });
+    const gw = await startGateway({ WORKERS: "2", GATEWAY_TEST_HOOKS: "1", ADMIN_TOKEN: ADMIN }, 30_000);
     try {
       const ids = Array.from({ length: 40 }, (_, i) => `coord-${i}`);
       const devices = [
@@ -93,7 +93,7 @@ describe("broadcast coordinator restart", () => {
     } finally {
       await gw.stop("SIGKILL");
     }
-  }, 60_000);
+  }, 90_000);
 
   it("has no coordinator crash trigger unless GATEWAY_TEST_HOOKS=1", async () => {
     const gw = await startGateway({ WORKERS: "1" });
