@@ -33,8 +33,8 @@ export interface RunningGateway {
 export interface StartOptions {
   /**
    * Called once if the gateway cannot go on after it started (its broadcast coordinator thread
-   * died). The gateway stops its threads; the host program decides what else to do. Default:
-   * only the fatal log line.
+   * died and its restarts keep dying while they start; a single death is survived). The gateway
+   * stops its threads; the host program decides what else to do. Default: only the fatal log line.
    */
   onFatal?: (err: Error) => void;
 }
@@ -50,10 +50,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   }
   for (const w of configWarnings(config, readHostFacts())) log.warn({ setting: w.setting, ...w.details }, w.message);
   const instanceId = randomBytes(4).toString("hex");
-  const coordinator = new CoordinatorThread(config, log, (code) => {
+  // A coordinator that dies is restarted; only one that keeps dying while it starts is fatal.
+  const coordinator = new CoordinatorThread(config, log, (err) => {
     void pool.stop();
     server.stopListening();
-    options.onFatal?.(new Error(`the broadcast coordinator thread exited with code ${code}`));
+    options.onFatal?.(new Error(`the broadcast coordinator cannot be restarted: ${err.message}`, { cause: err }));
   });
   // The pool pumps outbound records into the server; the pumps start with pool.start(), after both exist.
   const pool: SocketWorkerPool = new SocketWorkerPool(config, instanceId, log, coordinator, (shard, max): number =>

@@ -35,6 +35,12 @@ export class GatewayMetrics {
       get restarts() {
         return realPool.restarts;
       },
+      get coordinatorRestarts() {
+        return realPool.coordinatorRestarts;
+      },
+      get eventsLost() {
+        return realPool.eventsLost;
+      },
     };
     collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
     const r = [this.registry];
@@ -198,6 +204,16 @@ export class GatewayMetrics {
       () => main.queuedBytes,
     );
     counter("gateway_worker_restarts_total", "Socket workers replaced after dying", () => pool.restarts);
+    counter(
+      "gateway_coordinator_restarts_total",
+      "Broadcast coordinator threads restarted after dying",
+      () => pool.coordinatorRestarts,
+    );
+    counter(
+      "gateway_events_lost_total",
+      "Broadcasts lost when the coordinator died: waiting in its spill lists, or published and never stamped (answered UNAVAILABLE)",
+      () => pool.eventsLost,
+    );
     this.counterBy(
       "gateway_rpcs_total",
       'Requests answered, by method (methods no handler serves count as "other") and outcome ("ok" or the error code)',

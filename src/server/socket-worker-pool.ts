@@ -11,8 +11,8 @@ import { createRingBuffer, RingReader, RingWriter } from "../shared/ring-buffer.
 import { createDoorbell } from "../shared/doorbell.js";
 import { LoopDoorbells, type Unrung } from "./loop-doorbells.js";
 import { RestartBackoff } from "./restart-backoff.js";
-import type { CoordinatorThread } from "./coordinator-thread.js";
-import type { CoordinatorApi, SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
+import type { CoordinatorClient, CoordinatorThread } from "./coordinator-thread.js";
+import type { SocketWorkerApi, SocketWorkerData, SocketWorkerStats } from "../shared/thread-api.js";
 import { isModuleLoadError } from "../shared/module-load-error.js";
 import { GatewayStartError } from "../start-error.js";
 
@@ -27,6 +27,9 @@ export interface Shard extends Unrung {
   readonly inbound: RingWriter;
   /** worker → main */
   readonly outbound: RingReader;
+  /** coordinator → worker, and the doorbell its writer rings: kept for a restarted coordinator. */
+  readonly events: SharedArrayBuffer;
+  readonly doorbellSab: SharedArrayBuffer;
   ready: boolean;
   alive: boolean;
   startedAt: number;
@@ -45,6 +48,8 @@ export class SocketWorkerPool {
   private started = false;
   private readonly restartBackoff = new RestartBackoff();
   restarts = 0;
+  /** Publishes the workers answered UNAVAILABLE because the coordinator died under them. */
+  private coordinatorLostPublishes = 0;
   /** Called when a shard's worker died, before its replacement starts. */
   onShardDown: (index: number) => void = () => {};
 
@@ -54,11 +59,41 @@ export class SocketWorkerPool {
     private readonly log: Logger,
     private readonly coordinatorThread: CoordinatorThread,
     private readonly onOutbound: OutboundHandler,
-  ) {}
+  ) {
+    coordinatorThread.onRestarted = () => this.reattachAll();
+  }
 
   /** The coordinator the workers attach to (started first, by its owner). */
-  get coordinator(): Comlink.Remote<CoordinatorApi> {
+  get coordinator(): CoordinatorClient {
     return this.coordinatorThread.api;
+  }
+
+  get coordinatorRestarts(): number {
+    return this.coordinatorThread.restarts;
+  }
+
+  /** Broadcasts lost with dead coordinators (theirs and the workers' unanswered publishes). */
+  get eventsLost(): number {
+    return this.coordinatorThread.eventsLost + this.coordinatorLostPublishes;
+  }
+
+  /** A restarted coordinator: each live worker gets a new port to it and re-announces its subscribers. */
+  private async reattachAll(): Promise<void> {
+    await Promise.all(
+      this.shards
+        .filter((s) => s.alive)
+        .map(async (s) => {
+          const bus = new MessageChannel();
+          try {
+            await this.coordinator.attachShard(s.index, s.events, s.doorbellSab, bus.port2);
+            const port = Comlink.transfer(bus.port1, [bus.port1] as unknown as Parameters<typeof Comlink.transfer>[1]);
+            this.coordinatorLostPublishes += await s.api.reattach(port);
+          } catch (err) {
+            // A worker that died meanwhile is attached by its replacement's start.
+            this.log.error({ shard: s.index, err }, "socket worker could not be attached to the restarted coordinator");
+          }
+        }),
+    );
   }
 
   /** Starts every socket worker; resolves once all are ready, rejects with a GatewayStartError. */
@@ -70,7 +105,11 @@ export class SocketWorkerPool {
   }
 
   allReady(): boolean {
-    return this.shards.length === this.config.workers && this.shards.every((s) => s.ready && s.alive);
+    return (
+      this.coordinatorThread.up &&
+      this.shards.length === this.config.workers &&
+      this.shards.every((s) => s.ready && s.alive)
+    );
   }
 
   private spawn(index: number): Promise<void> {
@@ -80,12 +119,8 @@ export class SocketWorkerPool {
     const doorbellSab = createDoorbell(); // the worker sleeps on both of its inbound rings at once
     const { port1, port2 } = new MessageChannel();
     const bus = new MessageChannel(); // worker ↔ coordinator
-    void this.coordinator.attachShard(
-      index,
-      eventsSab,
-      doorbellSab,
-      Comlink.transfer(bus.port2, [bus.port2] as unknown as Parameters<typeof Comlink.transfer>[1]),
-    );
+    // While the coordinator restarts this fails; its restart then attaches this worker.
+    this.coordinator.attachShard(index, eventsSab, doorbellSab, bus.port2).catch(() => bus.port2.close());
     const workerData: SocketWorkerData & { control: typeof port2; coordinator: typeof bus.port1 } = {
       shard: index,
       instanceId: this.instanceId,
@@ -108,6 +143,8 @@ export class SocketWorkerPool {
       api: Comlink.wrap<SocketWorkerApi>(port1 as unknown as Comlink.Endpoint),
       inbound: new RingWriter(inboundSab, doorbellSab),
       outbound: new RingReader(outboundSab),
+      events: eventsSab,
+      doorbellSab,
       ready: false,
       alive: true,
       startedAt: Date.now(),
@@ -151,7 +188,7 @@ export class SocketWorkerPool {
       { shard: shard.index, code, restartInMs: delay },
       "socket worker exited; closing its connections with 1011 and starting a replacement",
     );
-    void this.coordinator.detachShard(shard.index);
+    this.coordinator.detachShard(shard.index).catch(() => undefined); // a restarting coordinator has no counts to forget
     this.onShardDown(shard.index);
     setTimeout(() => {
       if (this.stopping) return;

@@ -45,6 +45,11 @@ export interface SocketWorkerApi {
   stats(): SocketWorkerStats;
   /** Waits (up to deadlineMs) for in-flight requests to be answered and flushed. */
   drain(deadlineMs: number): Promise<void>;
+  /**
+   * A restarted coordinator's port: the worker re-announces its full subscriber counts on it.
+   * Resolves how many publishes the worker answered UNAVAILABLE because the old coordinator died.
+   */
+  reattach(port: MessagePort): number;
 }
 
 /** piscina task input for handlers marked `blocking`. */
@@ -104,7 +109,9 @@ export type WorkerToCoordinator =
   /** REDIS_URL only: a resume named a session this worker does not hold. */
   | { t: "sessionGet"; id: number; sessionId: string }
   /** REDIS_URL only: this worker resumed a session from Redis; close it on other hosts. */
-  | { t: "takeover"; sessionId: string; deviceId: string };
+  | { t: "takeover"; sessionId: string; deviceId: string }
+  /** GATEWAY_TEST_HOOKS=1 only (test.crashCoordinator): the coordinator throws, to test its restart. */
+  | { t: "crash" };
 
 /** coordinator → socket worker: the seq stamped on each published item. */
 export interface CoordinatorAcks {

@@ -120,3 +120,57 @@ describe("coordinator link", () => {
     expect(k.readOut()).toEqual([]);
   });
 });
+
+describe("coordinator link across a coordinator restart", () => {
+  it("answers pending and new publishes UNAVAILABLE, then re-announces full subscriber counts on the new port", async () => {
+    const k = socketWorkerKit({ env: REDIS });
+    k.connected(1, "dev-1", "operator", ["ag", "bg"]);
+    k.connected(2, "dev-2", "viewer", ["ag"]);
+    k.connected(3, "dev-3", "viewer");
+    k.close(3);
+    const sent = k.link.bus.broadcast("e.sent", 1);
+    await settle(); // posted to the coordinator, never acked
+    const queued = k.link.bus.broadcast("e.queued", 2); // not flushed yet when it dies
+    const lookup = k.link.lookupSession("s-1");
+    k.link.coordinatorLost();
+    await expect(sent).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    await expect(queued).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    await expect(lookup).resolves.toBeUndefined();
+    await expect(k.link.bus.broadcast("e.down", 3)).rejects.toBeInstanceOf(GatewayError);
+    await expect(k.link.lookupSession("s-2")).resolves.toBeUndefined();
+
+    const posted: Array<{ t: string; deltas?: unknown[]; items?: Array<{ id: number }> }> = [];
+    const lost = k.link.reattach({ postMessage: (m) => posted.push(m) });
+    expect(lost).toBe(3);
+    expect(k.link.reattach({ postMessage: (m) => posted.push(m) })).toBe(0); // counted once
+    // Totals, not deltas: a new coordinator starts from zero counts.
+    const counts = posted[0]!.deltas!;
+    expect(counts).toHaveLength(5);
+    expect(counts).toEqual(
+      expect.arrayContaining([
+        [0, "", 2],
+        [1, "ag", 2],
+        [1, "bg", 1],
+        [2, "operator", 1],
+        [2, "viewer", 1],
+      ]),
+    );
+    // Pending deltas went into the snapshot; publishes go to the new port again and are acked there.
+    posted.length = 0;
+    const again = k.link.bus.broadcast("e.again", 4);
+    await settle();
+    expect(posted.map((m) => m.t)).toEqual(["publish"]);
+    k.deliver({ t: "acks", acks: [[posted[0]!.items![0]!.id, 42]] });
+    await expect(again).resolves.toBe(42);
+  });
+
+  it("a late close of the old port does not take the new coordinator down", () => {
+    const k = socketWorkerKit();
+    const old = { postMessage: () => undefined };
+    k.link.reattach(old);
+    const fresh = { postMessage: () => undefined };
+    k.link.reattach(fresh);
+    expect(k.link.isCurrent(old)).toBe(false);
+    expect(k.link.isCurrent(fresh)).toBe(true);
+  });
+});

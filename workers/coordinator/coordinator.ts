@@ -19,12 +19,17 @@ import type { RedisBackplane } from "./backplane.js";
 import { ShardEventWriter, type ShardTarget } from "./shard-event-writer.js";
 import { LoopLag } from "../../src/shared/loop-lag.js";
 
-const { config, control } = workerData as { config: GatewayConfig; control: MessagePort };
+const { config, control, cells } = workerData as {
+  config: GatewayConfig;
+  control: MessagePort;
+  /** seq and the counters, kept by the main thread across restarts of this thread. */
+  cells: SharedArrayBuffer;
+};
 const log = createLogger("coordinator", config.logLevel);
 /** Spill bound per shard beyond its ring (the worker is behind): then events are counted and dropped. */
 const SPILL_BYTES = 4 * config.ringBytes;
 
-const writer = new ShardEventWriter(SPILL_BYTES, log);
+const writer = new ShardEventWriter(SPILL_BYTES, log, cells);
 const shards = writer.shards;
 const loopLag = new LoopLag();
 
@@ -63,6 +68,12 @@ function onWorkerMessage(shard: ShardTarget, msg: WorkerToCoordinator): void {
     }
     case "takeover":
       backplane?.takeover(msg.sessionId, msg.deviceId);
+      return;
+    case "crash":
+      if (!config.testHooks) return;
+      setImmediate(() => {
+        throw new Error("test.crashCoordinator: crash requested by a test");
+      });
       return;
   }
 }

@@ -7,6 +7,7 @@ import type { MessagePort } from "node:worker_threads";
 import { RingWriter, maxRecordBytes } from "../../src/shared/ring-buffer.js";
 import { eventRecordLength, writeEventRecord } from "../../src/shared/event-records.js";
 import type { Logger } from "../../src/shared/logger.js";
+import { Cell, COORDINATOR_CELLS, createCoordinatorCells } from "../../src/shared/coordinator-cells.js";
 import type { CoordinatorStats, SubscriptionDelta } from "../../src/shared/thread-api.js";
 
 export type ShardWriterStats = Omit<CoordinatorStats, "eventLoopLagSec" | "backplane">;
@@ -66,7 +67,8 @@ export class ShardTarget {
 /** The shards, the gateway-wide seq, and the rings' spill lists. */
 export class ShardEventWriter {
   readonly shards: Array<ShardTarget | undefined> = [];
-  readonly stats: ShardWriterStats = { published: 0, shardDeliveries: 0, unmatched: 0, shardOverflow: 0, seq: 0 };
+  /** Only this thread writes the cells; the main thread reads them once this thread is gone. */
+  private readonly c: Float64Array;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly flushLater = (): void => this.flushPending();
 
@@ -74,10 +76,25 @@ export class ShardEventWriter {
   constructor(
     private readonly spillBytes: number,
     private readonly log: Logger,
-  ) {}
+    cells: SharedArrayBuffer = createCoordinatorCells(),
+  ) {
+    this.c = new Float64Array(cells, 0, COORDINATOR_CELLS);
+    this.c[Cell.SPILLED] = 0; // a dead coordinator's spill lists died with it (counted by the main thread)
+  }
+
+  get stats(): ShardWriterStats {
+    const c = this.c;
+    return {
+      published: c[Cell.PUBLISHED]!,
+      shardDeliveries: c[Cell.DELIVERIES]!,
+      unmatched: c[Cell.UNMATCHED]!,
+      shardOverflow: c[Cell.OVERFLOW]!,
+      seq: c[Cell.SEQ]!,
+    };
+  }
 
   attach(index: number, sab: SharedArrayBuffer, doorbell: SharedArrayBuffer, port: MessagePort): ShardTarget {
-    this.shards[index]?.port.close();
+    this.detach(index);
     const shard = new ShardTarget(index, sab, doorbell, port);
     this.shards[index] = shard;
     return shard;
@@ -85,22 +102,24 @@ export class ShardEventWriter {
 
   /** The worker died: its counts and spilled events go with it. */
   detach(index: number): void {
-    this.shards[index]?.port.close();
+    const shard = this.shards[index];
+    if (shard !== undefined) this.c[Cell.SPILLED]! -= shard.pending.length;
+    shard?.port.close();
     this.shards[index] = undefined;
   }
 
   /** Stamps the next seq and writes the event to every shard with a matching subscriber. */
   stamp(event: string, payloadJson: string, agentId: string | undefined, role: string | undefined): number {
-    const stats = this.stats;
-    const seq = ++stats.seq;
-    stats.published++;
+    const c = this.c;
+    const seq = ++c[Cell.SEQ]!;
+    c[Cell.PUBLISHED]!++;
     let matched = false;
     for (const shard of this.shards) {
       if (shard === undefined || !shard.matches(agentId, role)) continue;
       matched = true;
       this.deliver(shard, { seq, event, agentId, role, payloadJson, bytes: 0 });
     }
-    if (!matched) stats.unmatched++;
+    if (!matched) c[Cell.UNMATCHED]!++;
     return seq;
   }
 
@@ -108,7 +127,7 @@ export class ShardEventWriter {
     if (shard.pending.length === 0 && this.tryWrite(shard, e)) return;
     e.bytes = e.bytes || eventRecordLength(e.event, e.agentId, e.role, e.payloadJson);
     if (shard.pendingBytes + e.bytes > this.spillBytes) {
-      const overflow = ++this.stats.shardOverflow;
+      const overflow = ++this.c[Cell.OVERFLOW]!;
       if (overflow % 1000 === 1)
         this.log.warn(
           { shard: shard.index, overflow },
@@ -118,13 +137,14 @@ export class ShardEventWriter {
     }
     shard.pending.push(e);
     shard.pendingBytes += e.bytes;
+    this.c[Cell.SPILLED]!++;
     this.flushTimer ??= setTimeout(this.flushLater, 1);
   }
 
   private tryWrite(shard: ShardTarget, e: PendingEvent): boolean {
     const len = e.bytes || eventRecordLength(e.event, e.agentId, e.role, e.payloadJson);
     if (len > shard.maxRecord) {
-      this.stats.shardOverflow++;
+      this.c[Cell.OVERFLOW]!++;
       this.log.error({ shard: shard.index, bytes: len }, "event larger than a ring record: not delivered");
       return true; // consumed (refused), never retried
     }
@@ -136,7 +156,7 @@ export class ShardEventWriter {
     writeEventRecord(shard.buf, off, e.seq, e.event, e.agentId, e.role, e.payloadJson);
     shard.ring.commit();
     shard.dirty = true;
-    this.stats.shardDeliveries++;
+    this.c[Cell.DELIVERIES]!++;
     return true;
   }
 
@@ -153,6 +173,7 @@ export class ShardEventWriter {
         shard.pendingBytes -= shard.pending[i]!.bytes;
       }
       shard.pending.splice(0, i);
+      this.c[Cell.SPILLED]! -= i;
       if (shard.pending.length > 0) left = true;
     }
     this.ringDoorbells();

@@ -43,3 +43,16 @@ export const testHookMethods: MethodTable = {
   /** Throws in the piscina pool: the pool thread logs it with its stack, the client gets INTERNAL. */
   "test.blockingThrow": { blocking: true, handler: blockingThrow },
 };
+
+/** Hooks that reach the socket worker's coordinator link (registered by socket-worker.ts). */
+export function coordinatorTestHooks(link: { crashCoordinator(): void }): MethodTable {
+  return {
+    /** Makes the broadcast coordinator throw: it is restarted, seq goes on, subscriptions survive. */
+    "test.crashCoordinator": {
+      handler: () => {
+        link.crashCoordinator();
+        return { crashing: true };
+      },
+    },
+  };
+}

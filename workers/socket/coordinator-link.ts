@@ -5,6 +5,7 @@
 import { parseConnId } from "../../src/shared/conn-id.js";
 import { createEventBus, type EventBus } from "../../src/shared/event-bus.js";
 import type { Logger } from "../../src/shared/logger.js";
+import { ErrorCode, GatewayError } from "../../src/protocol/errors.js";
 import type {
   CoordinatorToWorker,
   PublishItem,
@@ -24,8 +25,8 @@ export interface CoordinatorPort {
 
 export interface CoordinatorLinkDeps {
   port: CoordinatorPort;
-  /** Source of subscriber-count changes (the SubscriberIndex). */
-  subscribers: { takeDeltas(): SubscriptionDelta[] | undefined };
+  /** Source of subscriber-count changes (the SubscriberIndex); snapshot() for a new coordinator. */
+  subscribers: { takeDeltas(): SubscriptionDelta[] | undefined; snapshot(): SubscriptionDelta[] };
   /** REDIS_URL is set: sessions are written to (and looked up in) Redis via the coordinator. */
   sharedSessions: boolean;
   instanceId: string;
@@ -42,7 +43,13 @@ export class CoordinatorLink {
   onTakenOver: (sessionId: string) => void = () => {};
   private publishes: PublishItem[] = [];
   private nextPublishId = 1;
-  private readonly publishAcks = new Map<number, (seq: number) => void>();
+  /** Settles a publish: with its seq, or with an error when the coordinator died. */
+  private readonly publishAcks = new Map<number, (seq: number, err?: Error) => void>();
+  /** The coordinator died and no new one is attached yet: publishes are refused UNAVAILABLE. */
+  private down = false;
+  /** Publishes refused or left unanswered by a dead coordinator, since the last reattach. */
+  private lostPublishes = 0;
+  private port: CoordinatorPort;
   private readonly dirtySessions = new Set<Session<Connection>>();
   private readonly sessionLookups = new Map<number, (r: SessionRecord | undefined) => void>();
   private nextLookupId = 1;
@@ -50,17 +57,58 @@ export class CoordinatorLink {
   private readonly flushNow = (): void => this.flush();
 
   constructor(private readonly d: CoordinatorLinkDeps) {
+    this.port = d.port;
     this.bus = createEventBus({
       publish: (event, payloadJson, agentId, role) => this.publish(event, payloadJson, agentId, role),
       send: (connectionId, event, payload) => this.send(connectionId, event, payload),
     });
   }
 
+  /** Is `port` the coordinator this link talks to now? */
+  isCurrent(port: CoordinatorPort): boolean {
+    return this.port === port;
+  }
+
+  /** The coordinator died: what it had not answered is answered now (UNAVAILABLE, no session). */
+  coordinatorLost(): void {
+    if (this.down) return;
+    this.down = true;
+    this.publishes = []; // their acks are settled below
+    const err = new GatewayError(ErrorCode.UNAVAILABLE, "the broadcast coordinator is restarting");
+    for (const settle of this.publishAcks.values()) {
+      this.lostPublishes++;
+      settle(0, err);
+    }
+    this.publishAcks.clear();
+    for (const resolve of this.sessionLookups.values()) resolve(undefined);
+    this.sessionLookups.clear();
+    this.dirtySessions.clear();
+  }
+
+  /**
+   * A restarted coordinator: its port gets this worker's full subscriber counts (they replace
+   * the pending deltas). Returns the publishes lost since the previous reattach.
+   */
+  reattach(port: CoordinatorPort): number {
+    this.coordinatorLost();
+    this.port = port;
+    this.down = false;
+    port.postMessage({ t: "subs", deltas: this.d.subscribers.snapshot() });
+    const lost = this.lostPublishes;
+    this.lostPublishes = 0;
+    return lost;
+  }
+
+  /** test.crashCoordinator: the coordinator throws (it obeys only with GATEWAY_TEST_HOOKS=1). */
+  crashCoordinator(): void {
+    this.port.postMessage({ t: "crash" });
+  }
+
   onMessage(m: CoordinatorToWorker): void {
     switch (m.t) {
       case "acks":
         for (const [id, seq] of m.acks) {
-          this.publishAcks.get(id)?.(seq);
+          this.publishAcks.get(id)?.(seq, undefined);
           this.publishAcks.delete(id);
         }
         return;
@@ -88,20 +136,21 @@ export class CoordinatorLink {
 
   /** Reads a session from Redis (a resume of a session this worker does not hold). */
   lookupSession(sessionId: string): Promise<SessionRecord | undefined> {
+    if (this.down) return Promise.resolve(undefined);
     const id = this.nextLookupId++;
-    this.d.port.postMessage({ t: "sessionGet", id, sessionId });
+    this.port.postMessage({ t: "sessionGet", id, sessionId });
     return new Promise((resolve) => this.sessionLookups.set(id, resolve));
   }
 
   /** This worker resumed a session held elsewhere: its other holder is told to let go. */
   takeover(sessionId: string, deviceId: string): void {
-    this.d.port.postMessage({ t: "takeover", sessionId, deviceId });
+    this.port.postMessage({ t: "takeover", sessionId, deviceId });
   }
 
   /** Sends subscriber-count changes, then session writes, then publishes: one message each. */
   flush(): void {
     this.flushQueued = false;
-    const port = this.d.port;
+    const port = this.port;
     const deltas = this.d.subscribers.takeDeltas();
     if (deltas !== undefined) port.postMessage({ t: "subs", deltas });
     if (this.dirtySessions.size > 0) {
@@ -128,13 +177,19 @@ export class CoordinatorLink {
     agentId: string | undefined,
     role: string | undefined,
   ): Promise<number> {
+    if (this.down) {
+      this.lostPublishes++;
+      return Promise.reject(new GatewayError(ErrorCode.UNAVAILABLE, "the broadcast coordinator is restarting"));
+    }
     const id = this.nextPublishId++;
     const item: PublishItem = { id, event, payloadJson };
     if (agentId !== undefined) item.agentId = agentId;
     if (role !== undefined) item.role = role;
     this.publishes.push(item);
     this.queueFlush();
-    return new Promise<number>((resolve) => this.publishAcks.set(id, resolve));
+    return new Promise<number>((resolve, reject) =>
+      this.publishAcks.set(id, (seq, err) => (err === undefined ? resolve(seq) : reject(err))),
+    );
   }
 
   private send(connectionId: string, event: string, payload: unknown): boolean {

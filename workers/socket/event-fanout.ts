@@ -52,6 +52,15 @@ export class SubscriberIndex {
     return d;
   }
 
+  /** Every count from scratch, for a restarted coordinator; the pending deltas are in it, so they go. */
+  snapshot(): SubscriptionDelta[] {
+    this.deltas = [];
+    const counts: SubscriptionDelta[] = [[0, "", this.all.size]];
+    for (const [agentId, s] of this.byAgent) counts.push([1, agentId, s.size]);
+    for (const [role, s] of this.byRole) counts.push([2, role, s.size]);
+    return counts;
+  }
+
   /** Connections an event with this filter reaches (PROTOCOL.md §6), before the role check. */
   candidates(agentId: string | undefined, role: string | undefined): Set<Connection> | undefined {
     if (agentId !== undefined) return this.byAgent.get(agentId);

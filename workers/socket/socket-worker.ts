@@ -14,6 +14,7 @@ import type {
   SocketWorkerStats,
 } from "../../src/shared/thread-api.js";
 import { loadHandlerModules } from "../handlers/handler-registry.js";
+import { coordinatorTestHooks } from "../handlers/test-hooks.js";
 import { agentRunMethods } from "./agent/agent-run-method.js";
 import { loadAgentRuntime } from "./agent/agent-runtime.js";
 import { BlockingPool } from "./blocking-pool.js";
@@ -39,7 +40,15 @@ const parts = wireSocketWorker({
   log,
 });
 const { registry, rateLimits, out, sessions, outcomes, rtt, heartbeat, table, link, connect, dispatcher } = parts;
-data.coordinator.on("message", (m: CoordinatorToWorker) => link.onMessage(m));
+/** The coordinator's port: its messages go to the link, and its close means the coordinator died. */
+function listenToCoordinator(port: MessagePort): void {
+  port.on("message", (m: CoordinatorToWorker) => link.onMessage(m));
+  port.once("close", () => {
+    if (link.isCurrent(port)) link.coordinatorLost();
+  });
+}
+listenToCoordinator(data.coordinator);
+if (config.testHooks) registry.registerTable(coordinatorTestHooks(link), "test hooks");
 const loopLag = new LoopLag();
 
 // ---- control plane ----
@@ -72,6 +81,11 @@ const api: SocketWorkerApi = {
       await new Promise((r) => setTimeout(r, 10));
     dispatcher.cutOff(); // before the pool's forced close rejects its tasks
     await pool.close();
+  },
+  reattach(port: MessagePort) {
+    const lost = link.reattach(port);
+    listenToCoordinator(port);
+    return lost;
   },
 };
 
