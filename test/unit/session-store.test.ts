@@ -349,7 +349,7 @@ describe("session churn", () => {
       }
       if (clock.t >= nextTick) {
         nextTick += tickMs;
-        store.sweep();
+        store.sweep(SWEEP_SCAN, 60_000); // the time budget is real time: not this test's subject
         for (const [id, at] of detachedAt) {
           if (store.get(id) === undefined) detachedAt.delete(id);
           else overdue = Math.max(overdue, clock.t - at - ttlMs - tickMs);
