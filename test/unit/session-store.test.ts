@@ -2,7 +2,7 @@
 // the cap on detached sessions. The clock is injected.
 import { describe, expect, it } from "vitest";
 import { issueSessionToken, newSessionId } from "../../workers/socket/session-token.js";
-import { SessionStore, type Session } from "../../workers/socket/session-store.js";
+import { SessionStore, SWEEP_BATCH, SWEEP_SCAN, type Session } from "../../workers/socket/session-store.js";
 
 const SECRET = "unit-secret-0123456789abcdef0123456789";
 const TTL = 60_000;
@@ -243,7 +243,7 @@ describe("cap on detached sessions", () => {
     for (const x of live) expect(x.session.holder).toBeDefined();
   });
 
-  it("sweep(scan) inspects at most `scan` detached sessions per call (oldest detach first)", () => {
+  it("sweep(scan) stops after `scan` unexpired detached sessions; expired ones do not count", () => {
     const { store, clock } = makeStore();
     // Session "late" is detached first but its token was rotated later, so it expires last.
     const hl = holder("late");
@@ -259,17 +259,124 @@ describe("cap on detached sessions", () => {
     expect(store.detachedCount).toBe(6);
 
     clock.t = T0 + TTL; // the 5 "early" ones have expired, "late" has not
-    expect(store.sweep(1)).toBe(0); // only "late" inspected
-    expect(store.size).toBe(6);
-    expect(store.sweep(3)).toBe(2); // "late" + 2 expired
-    expect(store.size).toBe(4);
-    expect(store.sweep(2)).toBe(1); // "late" + 1 expired
+    expect(store.sweep(1)).toBe(0); // stops at "late"
     expect(store.sweep(0)).toBe(0);
-    expect(store.size).toBe(3);
-    expect(store.sweep(100)).toBe(2);
+    expect(store.size).toBe(6);
+    expect(store.sweep(2)).toBe(5); // looks past "late": every expired one behind it goes
     expect(store.size).toBe(1);
     expect(store.detachedCount).toBe(1);
     expect(store.find(store.rotate(late.session).token, "dev-late")).toBe(late.session);
+  });
+
+  it("detaching a session whose newest token has already expired forgets it at once", () => {
+    const { store, clock } = makeStore();
+    const h = holder("h");
+    const { session, token } = store.create("dev-1", h, []);
+    clock.t = token.expiresAt; // held past its token (no pong rotated it)
+    store.detach(session, h);
+    expect(store.detachedCount).toBe(0);
+    expect(store.size).toBe(0);
+    expect(store.get(session.id)).toBeUndefined();
+  });
+
+  it("a huge expired backlog is spread over calls by the time budget, never stalls, and is all swept", () => {
+    const { store, clock } = makeStore();
+    createDetached(store, 5000, clock);
+    clock.t += TTL;
+    // Budget 0: one batch per call (the clock is read once per batch).
+    expect(store.sweep(SWEEP_SCAN, 0)).toBe(SWEEP_BATCH);
+    expect(store.detachedCount).toBe(5000 - SWEEP_BATCH);
+    let calls = 1;
+    while (store.detachedCount > 0 && calls < 100) {
+      store.sweep(SWEEP_SCAN, 0);
+      calls++;
+    }
+    expect(store.detachedCount).toBe(0);
+    expect(store.size).toBe(0);
+    expect(calls).toBe(Math.ceil(5000 / SWEEP_BATCH));
+    // With time enough, one call sweeps the whole backlog: only the budget spreads it.
+    createDetached(store, 5000, clock);
+    clock.t += TTL;
+    expect(store.sweep(SWEEP_SCAN, 60_000)).toBe(5000);
+  });
+});
+
+describe("session churn", () => {
+  /**
+   * Simulated churn: `rate` connections a second, each held for 0..`maxHoldMs` (its token
+   * rotated by a pong halfway through), then detached; sweep() every `tickMs`. Returns the
+   * peak number of sessions held, and how far past "detach + TTL + one tick" the worst session
+   * was still held (checked after every sweep).
+   */
+  function churn(opts: { ttlMs: number; rate: number; seconds: number; maxHoldMs: number; tickMs: number }) {
+    const { ttlMs, rate, seconds, maxHoldMs, tickMs } = opts;
+    const clock = { t: T0 };
+    const store = new SessionStore(SECRET, ttlMs, undefined, () => clock.t);
+    const end = T0 + seconds * 1000;
+    // Each live connection: when to rotate and when to detach.
+    const live: { session: Session; h: object; rotateAt: number; detachAt: number }[] = [];
+    const detachedAt = new Map<string, number>();
+    let peak = 0;
+    let created = 0;
+    /** How long past detach + TTL + tick the worst session was still held (≤ 0: none). */
+    let overdue = 0;
+    let nextTick = T0 + tickMs;
+    let rng = 12345;
+    const random = (): number => (rng = (rng * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    // Runs until the last detach (end + maxHoldMs) has expired and been swept.
+    for (; clock.t <= end + maxHoldMs + ttlMs + tickMs; clock.t++) {
+      if (clock.t < end) {
+        const due = Math.floor(((clock.t - T0 + 1) * rate) / 1000) - created;
+        for (let i = 0; i < due; i++, created++) {
+          const h = holder(`c${created}`);
+          const hold = Math.floor(random() * maxHoldMs);
+          const { session } = store.create(`dev-${created}`, h, []);
+          live.push({ session, h, rotateAt: clock.t + hold / 2, detachAt: clock.t + hold });
+        }
+      }
+      for (let i = live.length - 1; i >= 0; i--) {
+        const c = live[i]!;
+        if (c.rotateAt <= clock.t && c.rotateAt >= 0) {
+          store.rotate(c.session);
+          c.rotateAt = -1;
+        }
+        if (c.detachAt <= clock.t) {
+          store.detach(c.session, c.h);
+          detachedAt.set(c.session.id, clock.t);
+          live[i] = live[live.length - 1]!;
+          live.pop();
+        }
+      }
+      if (clock.t >= nextTick) {
+        nextTick += tickMs;
+        store.sweep(SWEEP_SCAN, 60_000); // the time budget is real time: not this test's subject
+        for (const [id, at] of detachedAt) {
+          if (store.get(id) === undefined) detachedAt.delete(id);
+          else overdue = Math.max(overdue, clock.t - at - ttlMs - tickMs);
+        }
+      }
+      peak = Math.max(peak, store.detachedCount);
+    }
+    return { store, peak, created, overdue };
+  }
+
+  it("5,000 connections a second for 5 s, TTL 2 s: held ≤ rate × (TTL + 2 s), none left TTL + 2 s after", () => {
+    const ttlMs = 2000;
+    const { store, peak, created, overdue } = churn({ ttlMs, rate: 5000, seconds: 5, maxHoldMs: 50, tickMs: 300 });
+    expect(created).toBe(25_000);
+    expect(peak).toBeGreaterThan(5000 * 2 * 0.9); // the test does churn: about rate × TTL are held
+    expect(peak).toBeLessThanOrEqual(5000 * (2 + 2));
+    expect(overdue).toBe(0);
+    expect(store.detachedCount).toBe(0);
+    expect(store.size).toBe(0);
+  });
+
+  it("out-of-order expiry (holds up to 1.5 s, rotated midway) and a slow tick still leave no session past TTL + tick", () => {
+    const { store, peak, overdue } = churn({ ttlMs: 1000, rate: 3000, seconds: 3, maxHoldMs: 1500, tickMs: 1000 });
+    expect(peak).toBeLessThanOrEqual(3000 * (1 + 2));
+    expect(overdue).toBe(0);
+    expect(store.detachedCount).toBe(0);
+    expect(store.size).toBe(0);
   });
 });
 

@@ -25,10 +25,16 @@ export interface IssuedToken {
 }
 
 export const DEFAULT_MAX_DETACHED_SESSIONS = 100_000;
+/** sweep(): unexpired detached sessions looked at per call before it stops. */
+export const SWEEP_SCAN = 100;
+/** sweep(): time one call may spend forgetting, checked every SWEEP_BATCH forgets. */
+export const SWEEP_BUDGET_MS = 3;
+export const SWEEP_BATCH = 512;
 
 export class SessionStore<H extends object = object> {
   private readonly sessions = new Map<string, Session<H>>();
-  /** Sessions without a connection, oldest detach first (for expiry and the cap). */
+  /** Sessions without a connection, oldest detach first (for expiry and the cap): as each
+   * token expires at most a TTL after it was signed while held, this is nearly expiry order. */
   private readonly detached = new Map<string, Session<H>>();
   rotations = 0;
   /** Called when a session's stored state changes (new, rotated, resubscribed): REDIS_URL writes it. */
@@ -86,7 +92,10 @@ export class SessionStore<H extends object = object> {
   rotate(session: Session<H>): IssuedToken {
     session.generation++;
     this.rotations++;
-    return this.sign(session);
+    const issued = this.sign(session);
+    // Rotated while detached (not done today): its expiry moved, so it moves to the back.
+    if (session.holder === undefined && this.detached.delete(session.id)) this.detached.set(session.id, session);
+    return issued;
   }
 
   /**
@@ -114,6 +123,12 @@ export class SessionStore<H extends object = object> {
   detach(session: Session<H>, holder: H): void {
     if (session.holder !== holder) return; // taken over already
     session.holder = undefined;
+    // No token of it can resume any more (the newest expires last): keeping it would only
+    // break the expiry order the sweep relies on.
+    if (session.expiresAt <= this.now()) {
+      this.forget(session.id);
+      return;
+    }
     this.detached.set(session.id, session);
     if (this.detached.size > this.maxDetached) {
       const oldest = this.detached.keys().next().value as string;
@@ -122,18 +137,26 @@ export class SessionStore<H extends object = object> {
   }
 
   /**
-   * Forgets detached sessions whose newest token has expired. Looks at the `scan` oldest
-   * detached sessions per call (detach order is close to expiry order), so a call stays cheap.
+   * Forgets detached sessions whose newest token has expired, oldest detach first. A detached
+   * session's token was signed while it was held, so it expires at most a TTL after its detach:
+   * the detach order is nearly the expiry order, and stopping after `scan` unexpired ones costs
+   * O(expired + scan) yet leaves no expired session held longer than a TTL after its detach.
+   * Expired ones are not counted against `scan`, so any churn rate is swept; `budgetMs` spreads
+   * a huge backlog over calls instead of stalling the event loop.
    */
-  sweep(scan = 1000): number {
+  sweep(scan = SWEEP_SCAN, budgetMs = SWEEP_BUDGET_MS): number {
     const now = this.now();
-    let seen = 0;
+    const until = performance.now() + budgetMs;
+    let unexpired = 0;
     let forgotten = 0;
     for (const [id, s] of this.detached) {
-      if (seen++ >= scan) break;
-      if (s.expiresAt > now) continue;
+      if (s.expiresAt > now) {
+        if (++unexpired >= scan) break;
+        continue;
+      }
       this.forget(id);
-      forgotten++;
+      // Reading the clock per session would cost as much as forgetting it.
+      if (++forgotten % SWEEP_BATCH === 0 && performance.now() >= until) break;
     }
     return forgotten;
   }

@@ -65,7 +65,7 @@ export function wireSocketWorker({ config, instanceId, rings, coordinator, runTa
     flush() {
       link.flush();
       out.notify();
-      sessions.sweep(100);
+      sessions.sweep();
     },
     drain() {
       pump.drainWaiting();
