@@ -94,5 +94,8 @@ registry.registerTable(agentRunMethods(await loadAgentRuntime(config.agentRuntim
 await loadHandlerModules(registry, config.handlerModules);
 Comlink.expose(api, data.control as unknown as Comlink.Endpoint);
 heartbeat.start();
+// Heartbeat ticks sweep expired sessions too, but they come HEARTBEAT_SEC / 100 apart: with a
+// long interval this keeps expired sessions from outliving their TTL by more than a second.
+setInterval(() => sessions.sweep(), 1000).unref();
 log.debug({ methods: registry.names() }, "socket worker ready");
 parts.pump.run();
