@@ -1,6 +1,7 @@
 // Wire encodings (PROTOCOL.md §1): JSON in text frames, msgpack in binary frames. One codec
 // instance per thread; msgpackr's Packr reuses its buffer between calls.
 import { Packr, Unpackr } from "msgpackr";
+import { FrameLimitError, jsonLimitProblem, msgpackLimitProblem } from "./frame-limits.js";
 
 export const Encoding = { JSON: 0, MSGPACK: 1 } as const;
 export type Encoding = (typeof Encoding)[keyof typeof Encoding];
@@ -17,8 +18,14 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structured
 const packr = new Packr({ useRecords: false, structuredClone: false });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Decodes one frame body. Throws on malformed input (invalid UTF-8 included). */
+/**
+ * Decodes one frame body. Throws on malformed input (invalid UTF-8 included), and a
+ * FrameLimitError, before building anything, for a frame over the nesting or collection limits
+ * (frame-limits.ts).
+ */
 export function decodeFrame(bytes: Uint8Array, encoding: Encoding): unknown {
+  const problem = encoding === Encoding.JSON ? jsonLimitProblem(bytes) : msgpackLimitProblem(bytes);
+  if (problem !== undefined) throw new FrameLimitError(problem);
   if (encoding === Encoding.JSON) return JSON.parse(utf8.decode(bytes));
   return unpackr.unpack(bytes);
 }
