@@ -1,7 +1,15 @@
 // Wire encodings (PROTOCOL.md §1): JSON in text frames, msgpack in binary frames. One codec
 // instance per thread; msgpackr's Packr reuses its buffer between calls.
 import { Packr, Unpackr } from "msgpackr";
-import { FrameLimitError, jsonLimitProblem, msgpackLimitProblem } from "./frame-limits.js";
+import {
+  CONNECT_MAX_DEPTH,
+  CONNECT_MAX_ENTRIES,
+  FrameLimitError,
+  MAX_COLLECTION_ENTRIES,
+  MAX_FRAME_DEPTH,
+  jsonLimitProblem,
+  msgpackLimitProblem,
+} from "./frame-limits.js";
 
 export const Encoding = { JSON: 0, MSGPACK: 1 } as const;
 export type Encoding = (typeof Encoding)[keyof typeof Encoding];
@@ -24,9 +32,22 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * (frame-limits.ts).
  */
 export function decodeFrame(bytes: Uint8Array, encoding: Encoding): unknown {
-  const problem = encoding === Encoding.JSON ? jsonLimitProblem(bytes) : msgpackLimitProblem(bytes);
+  return decodeWithin(bytes, encoding, MAX_FRAME_DEPTH, MAX_COLLECTION_ENTRIES);
+}
+
+/** decodeFrame with the main thread's tighter limits for a first frame (connect). */
+export function decodeConnectFrame(bytes: Uint8Array, encoding: Encoding): unknown {
+  return decodeWithin(bytes, encoding, CONNECT_MAX_DEPTH, CONNECT_MAX_ENTRIES);
+}
+
+function decodeWithin(bytes: Uint8Array, encoding: Encoding, maxDepth: number, maxEntries: number): unknown {
+  if (encoding === Encoding.JSON) {
+    const problem = jsonLimitProblem(bytes, maxDepth, maxEntries);
+    if (problem !== undefined) throw new FrameLimitError(problem);
+    return JSON.parse(utf8.decode(bytes));
+  }
+  const problem = msgpackLimitProblem(bytes, maxDepth, maxEntries);
   if (problem !== undefined) throw new FrameLimitError(problem);
-  if (encoding === Encoding.JSON) return JSON.parse(utf8.decode(bytes));
   return unpackr.unpack(bytes);
 }
 

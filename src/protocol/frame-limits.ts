@@ -7,11 +7,15 @@
 export const MAX_FRAME_DEPTH = 64;
 /** An array or object (map) with more entries than this is refused. */
 export const MAX_COLLECTION_ENTRIES = 100_000;
+/**
+ * The first frame is decoded on the main thread: a connect needs little (agentIds ≤ 256, depth 3),
+ * and V8 builds an object of many thousand keys superlinearly, so the main thread's limits are tighter.
+ */
+export const CONNECT_MAX_DEPTH = 16;
+export const CONNECT_MAX_ENTRIES = 1024;
 
-/** Frames shorter than this cannot exceed MAX_FRAME_DEPTH as valid JSON (65 openers + 65 closers): not scanned. */
-export const JSON_SCAN_MIN_BYTES = 2 * (MAX_FRAME_DEPTH + 1);
-/** Frames shorter than this cannot exceed MAX_FRAME_DEPTH as msgpack (one byte per level): not scanned. */
-export const MSGPACK_SCAN_MIN_BYTES = MAX_FRAME_DEPTH + 1;
+// Frames too short to exceed the depth are not scanned: valid JSON needs 2 × (depth + 1) bytes
+// (openers and closers), msgpack depth + 1 (one byte per level).
 
 export class FrameLimitError extends Error {
   constructor(message: string) {
@@ -20,8 +24,8 @@ export class FrameLimitError extends Error {
   }
 }
 
-const TOO_DEEP = `frame nested deeper than ${MAX_FRAME_DEPTH}`;
-const TOO_BIG = `frame holds a collection of more than ${MAX_COLLECTION_ENTRIES} entries`;
+const tooDeep = (max: number): string => `frame nested deeper than ${max}`;
+const tooBig = (max: number): string => `frame holds a collection of more than ${max} entries`;
 
 /** Entries (commas + 1, or 0 when empty) seen so far at each open JSON level; reused. */
 const jsonCommas = new Int32Array(MAX_FRAME_DEPTH + 1);
@@ -31,8 +35,12 @@ const jsonCommas = new Int32Array(MAX_FRAME_DEPTH + 1);
  * strings. Exact for valid JSON; for invalid JSON JSON.parse refuses it anyway.
  * Returns the reason the frame is refused, or undefined.
  */
-export function jsonLimitProblem(b: Uint8Array): string | undefined {
-  if (b.length < JSON_SCAN_MIN_BYTES) return undefined;
+export function jsonLimitProblem(
+  b: Uint8Array,
+  maxDepth = MAX_FRAME_DEPTH,
+  maxEntries = MAX_COLLECTION_ENTRIES,
+): string | undefined {
+  if (b.length < 2 * (maxDepth + 1)) return undefined;
   let depth = 0;
   let inString = false;
   for (let i = 0, n = b.length; i < n; i++) {
@@ -45,13 +53,13 @@ export function jsonLimitProblem(b: Uint8Array): string | undefined {
     }
     if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
-      if (++depth > MAX_FRAME_DEPTH) return TOO_DEEP;
+      if (++depth > maxDepth) return tooDeep(maxDepth);
       jsonCommas[depth] = 0;
     } else if (c === 0x5d || c === 0x7d) {
       if (depth > 0) depth--;
     } else if (c === 0x2c && depth > 0) {
       // n commas = n + 1 entries
-      if (++jsonCommas[depth]! >= MAX_COLLECTION_ENTRIES) return TOO_BIG;
+      if (++jsonCommas[depth]! >= maxEntries) return tooBig(maxEntries);
     }
   }
   return undefined;
@@ -72,9 +80,13 @@ const EXT_BUNDLE = 0x62;
  * Truncated or malformed input stops the walk; the unpacker then refuses it.
  * Returns the reason the frame is refused, or undefined.
  */
-export function msgpackLimitProblem(b: Uint8Array): string | undefined {
+export function msgpackLimitProblem(
+  b: Uint8Array,
+  maxDepth = MAX_FRAME_DEPTH,
+  maxEntries = MAX_COLLECTION_ENTRIES,
+): string | undefined {
   const n = b.length;
-  if (n < MSGPACK_SCAN_MIN_BYTES) return undefined;
+  if (n < maxDepth + 1) return undefined;
   let depth = 0;
   mpRemaining[0] = 1;
   let pos = 0;
@@ -178,8 +190,8 @@ export function msgpackLimitProblem(b: Uint8Array): string | undefined {
     }
     pos += skip;
     if (entries >= 0) {
-      if (entries > MAX_COLLECTION_ENTRIES) return TOO_BIG;
-      if (depth + 1 > MAX_FRAME_DEPTH) return TOO_DEEP;
+      if (entries > maxEntries) return tooBig(maxEntries);
+      if (depth + 1 > maxDepth) return tooDeep(maxDepth);
       if (items > 0) mpRemaining[++depth] = items;
     }
   }

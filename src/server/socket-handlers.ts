@@ -7,7 +7,7 @@ import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { shardOf } from "../shared/hash.js";
 import { InKind } from "../shared/records.js";
-import { decodeFrame } from "../protocol/codec.js";
+import { decodeConnectFrame, decodeFrame } from "../protocol/codec.js";
 import { isRequestId, readConnectDeviceId, type RequestId } from "../protocol/frames.js";
 import { ErrorCode } from "../protocol/errors.js";
 import { CloseCode } from "../protocol/close-codes.js";
@@ -85,7 +85,7 @@ export class SocketHandlers<T extends RoutableShard> {
     }
     let frame: unknown;
     try {
-      frame = decodeFrame(new Uint8Array(msg), d.encoding);
+      frame = decodeConnectFrame(new Uint8Array(msg), d.encoding);
     } catch {
       this.table.close(ws, CloseCode.HANDSHAKE);
       return;

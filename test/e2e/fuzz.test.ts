@@ -26,11 +26,15 @@ import { connected, httpGet, startGateway, type Gateway, type TestClient } from 
 
 const MAX_PAYLOAD_BYTES = 262_144;
 // docs/PROTOCOL.md: a first frame over MAX_CONNECT_BYTES (default 64 KiB) → 1009 without decoding;
-// any frame nested deeper than 64 or with a collection of more than 100 000 entries → BAD_REQUEST
-// (before connect: close 4001), refused before it is built, so its id is not read (null).
+// any frame nested deeper than 64 or with a collection of more than 100 000 entries → BAD_REQUEST,
+// refused before it is built, so its id is not read (null); a first frame deeper than 16 or with
+// more than 1024 entries in a collection → close 4001 without a reply.
 const MAX_CONNECT_BYTES = 65_536;
 const MAX_DEPTH = 64;
 const MAX_ENTRIES = 100_000;
+// The main thread decodes a first frame with tighter limits (a connect needs little).
+const CONNECT_MAX_DEPTH = 16;
+const CONNECT_MAX_ENTRIES = 1024;
 const SEED = 0x6f757a7a; // fixed: reproducible runs
 const BAD_FRAME_LIMIT = 10; // PROTOCOL.md §2: the 10th bad frame within a minute closes with 1008
 const REPLY_TIMEOUT_MS = 5_000;
@@ -124,11 +128,11 @@ function maxEntriesOf(v: unknown): number {
  * extensions such as Set, which the gateway counts as a level, make the decoded value's depth an
  * unreliable measure).
  */
-function limitsOf(v: unknown): "over" | "under" | "near" {
+function limitsOf(v: unknown, maxDepth = MAX_DEPTH, maxEntries = MAX_ENTRIES): "over" | "under" | "near" {
   const depth = depthOf(v);
   const entries = maxEntriesOf(v);
-  if (depth > MAX_DEPTH + 2 || entries > MAX_ENTRIES + 2) return "over";
-  if (depth >= MAX_DEPTH - 2 || entries >= MAX_ENTRIES - 2) return "near";
+  if (depth > maxDepth + 2 || entries > maxEntries + 2) return "over";
+  if (depth >= maxDepth - 2 || entries >= maxEntries - 2) return "near";
   return "under";
 }
 
@@ -227,7 +231,7 @@ function classifyFirst(f: FuzzFrame, enc: Enc): FirstOutcome {
   const d = decodeLikeGateway(f.data, enc);
   if (!d.ok) return d.overflow ? { kind: "unknown" } : { kind: "close" };
   const v = d.value;
-  const limits = limitsOf(v);
+  const limits = limitsOf(v, CONNECT_MAX_DEPTH, CONNECT_MAX_ENTRIES);
   if (limits === "over") return { kind: "close" };
   if (limits === "near") return { kind: "unknown" };
   if (!isObj(v) || v.type !== "req" || v.method !== "connect") return { kind: "close" };

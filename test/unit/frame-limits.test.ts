@@ -2,8 +2,10 @@
 // checked on the bytes before JSON.parse / msgpackr build anything.
 import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
-import { decodeFrame, Encoding } from "../../src/protocol/codec.js";
+import { decodeConnectFrame, decodeFrame, Encoding } from "../../src/protocol/codec.js";
 import {
+  CONNECT_MAX_DEPTH,
+  CONNECT_MAX_ENTRIES,
   FrameLimitError,
   MAX_COLLECTION_ENTRIES,
   MAX_FRAME_DEPTH,
@@ -60,6 +62,21 @@ describe.each([
     expect(refused(encode(req([...arr, 0])), enc)).toMatch(/more than 100000 entries/);
     expect(refused(encode(req(bigMap(MAX_COLLECTION_ENTRIES))), enc)).toBeUndefined();
     expect(refused(encode(req(bigMap(MAX_COLLECTION_ENTRIES + 1))), enc)).toMatch(/more than 100000 entries/);
+  });
+
+  it(`a first frame (main thread): depth ${CONNECT_MAX_DEPTH} and ${CONNECT_MAX_ENTRIES} entries, one more is refused`, () => {
+    const connectOf = (params: unknown): unknown => ({ type: "req", id: 1, method: "connect", params });
+    const agentIds = (n: number): string[] => Array.from({ length: n }, (_, i) => `agent-${i}`);
+    expect(decodeConnectFrame(encode(connectOf({ agentIds: agentIds(CONNECT_MAX_ENTRIES) })), enc)).toBeTruthy();
+    expect(() => decodeConnectFrame(encode(connectOf({ agentIds: agentIds(CONNECT_MAX_ENTRIES + 1) })), enc)).toThrow(
+      /more than 1024 entries/,
+    );
+    expect(decodeConnectFrame(encode(connectOf(nestedMap(CONNECT_MAX_DEPTH - 1))), enc)).toBeTruthy();
+    expect(() => decodeConnectFrame(encode(connectOf(nestedMap(CONNECT_MAX_DEPTH))), enc)).toThrow(
+      /nested deeper than 16/,
+    );
+    // the same frame is within the workers' limits
+    expect(decodeFrame(encode(connectOf({ agentIds: agentIds(CONNECT_MAX_ENTRIES + 1) })), enc)).toBeTruthy();
   });
 
   it("brackets, braces and commas inside strings do not count", () => {
