@@ -26,6 +26,8 @@ export const MAX_TIMER_SEC = Math.floor(2_147_483_647 / 1000);
 const RATE_MAX_MAX = 1_000_000_000;
 const RATE_WINDOW_MAX_MS = 24 * 60 * 60 * 1000;
 export const RING_MAX_BYTES = 1024 * MIB;
+/** MAX_CONNECT_BYTES default: a maximal valid connect is about 42 KiB of JSON. */
+export const CONNECT_DEFAULT_BYTES = 64 * KIB;
 const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const ROLE_RE = /^[a-z0-9._-]{1,64}$/;
 export const TOKEN_MIN = 16;

@@ -28,6 +28,7 @@
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import {
+  CONNECT_DEFAULT_BYTES,
   ConfigError,
   KIB,
   MAX_TIMER_SEC,
@@ -76,6 +77,8 @@ export interface GatewayConfig {
   sessionSecretGenerated: boolean;
   handshakeTimeoutMs: number;
   maxPayloadBytes: number;
+  /** MAX_CONNECT_BYTES: largest first frame (connect) the main thread decodes; larger → close 1009. */
+  maxConnectBytes: number;
   rateConnPerIp: RateLimit;
   rateRpcPerDevice: RateLimit;
   rateAgentRunPerDevice: RateLimit;
@@ -155,6 +158,14 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
 
   const handshakeTimeoutMs = int("HANDSHAKE_TIMEOUT_MS", 10_000, 100, 600_000, " (milliseconds)");
   const maxPayloadBytes = int("MAX_PAYLOAD_BYTES", 1_048_576, 64, 64 * MIB, " (bytes)");
+  // The default holds the largest valid connect (256 agentIds of 128 chars, two 4096-char tokens).
+  const maxConnectBytes = int(
+    "MAX_CONNECT_BYTES",
+    Math.min(CONNECT_DEFAULT_BYTES, maxPayloadBytes),
+    64,
+    maxPayloadBytes,
+    " (bytes; at most MAX_PAYLOAD_BYTES)",
+  );
 
   const rate = (name: string, def: RateLimit): RateLimit => {
     const v = get(name);
@@ -222,6 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cpuCount: number = availableP
     sessionSecretGenerated,
     handshakeTimeoutMs,
     maxPayloadBytes,
+    maxConnectBytes,
     rateConnPerIp,
     rateRpcPerDevice,
     rateAgentRunPerDevice,

@@ -1,6 +1,15 @@
 // Wire encodings (PROTOCOL.md §1): JSON in text frames, msgpack in binary frames. One codec
 // instance per thread; msgpackr's Packr reuses its buffer between calls.
 import { Packr, Unpackr } from "msgpackr";
+import {
+  CONNECT_MAX_DEPTH,
+  CONNECT_MAX_ENTRIES,
+  FrameLimitError,
+  MAX_COLLECTION_ENTRIES,
+  MAX_FRAME_DEPTH,
+  jsonLimitProblem,
+  msgpackLimitProblem,
+} from "./frame-limits.js";
 
 export const Encoding = { JSON: 0, MSGPACK: 1 } as const;
 export type Encoding = (typeof Encoding)[keyof typeof Encoding];
@@ -17,9 +26,28 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structured
 const packr = new Packr({ useRecords: false, structuredClone: false });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Decodes one frame body. Throws on malformed input (invalid UTF-8 included). */
+/**
+ * Decodes one frame body. Throws on malformed input (invalid UTF-8 included), and a
+ * FrameLimitError, before building anything, for a frame over the nesting or collection limits
+ * (frame-limits.ts).
+ */
 export function decodeFrame(bytes: Uint8Array, encoding: Encoding): unknown {
-  if (encoding === Encoding.JSON) return JSON.parse(utf8.decode(bytes));
+  return decodeWithin(bytes, encoding, MAX_FRAME_DEPTH, MAX_COLLECTION_ENTRIES);
+}
+
+/** decodeFrame with the main thread's tighter limits for a first frame (connect). */
+export function decodeConnectFrame(bytes: Uint8Array, encoding: Encoding): unknown {
+  return decodeWithin(bytes, encoding, CONNECT_MAX_DEPTH, CONNECT_MAX_ENTRIES);
+}
+
+function decodeWithin(bytes: Uint8Array, encoding: Encoding, maxDepth: number, maxEntries: number): unknown {
+  if (encoding === Encoding.JSON) {
+    const problem = jsonLimitProblem(bytes, maxDepth, maxEntries);
+    if (problem !== undefined) throw new FrameLimitError(problem);
+    return JSON.parse(utf8.decode(bytes));
+  }
+  const problem = msgpackLimitProblem(bytes, maxDepth, maxEntries);
+  if (problem !== undefined) throw new FrameLimitError(problem);
   return unpackr.unpack(bytes);
 }
 

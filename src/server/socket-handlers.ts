@@ -1,11 +1,13 @@
 // Main thread, socket → ring: uWS's open, message and close handlers. The first frame of a
-// connection is decoded once to read its deviceId and pick the shard; every later frame is
-// copied into that shard's inbound ring undecoded. A full ring is answered UNAVAILABLE here.
+// connection is decoded once to read its deviceId and pick the shard — only when it is at most
+// MAX_CONNECT_BYTES, so an unauthenticated sender cannot make the main thread build a large
+// value — every later frame is copied into that shard's inbound ring undecoded. A full ring is
+// answered UNAVAILABLE here.
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import { shardOf } from "../shared/hash.js";
 import { InKind } from "../shared/records.js";
-import { decodeFrame } from "../protocol/codec.js";
+import { decodeConnectFrame, decodeFrame } from "../protocol/codec.js";
 import { isRequestId, readConnectDeviceId, type RequestId } from "../protocol/frames.js";
 import { ErrorCode } from "../protocol/errors.js";
 import { CloseCode } from "../protocol/close-codes.js";
@@ -76,9 +78,14 @@ export class SocketHandlers<T extends RoutableShard> {
   /** The first frame must be a connect request; its deviceId picks the shard. */
   private onFirstFrame(ws: Socket, d: ConnData, msg: ArrayBuffer): void {
     this.awaitingConnect.delete(ws);
+    if (msg.byteLength > this.config.maxConnectBytes) {
+      this.log.debug({ conn: d.id, bytes: msg.byteLength }, "first frame over MAX_CONNECT_BYTES");
+      this.table.close(ws, CloseCode.MESSAGE_TOO_BIG);
+      return;
+    }
     let frame: unknown;
     try {
-      frame = decodeFrame(new Uint8Array(msg), d.encoding);
+      frame = decodeConnectFrame(new Uint8Array(msg), d.encoding);
     } catch {
       this.table.close(ws, CloseCode.HANDSHAKE);
       return;

@@ -8,7 +8,8 @@
 //     request with a bad id or params), or the hello for the rare randomly valid connect;
 //   - after connect: exactly one `res` per frame (BAD_REQUEST with the readable id or null for a
 //     bad frame; the method's answer for a valid request; none for a pong), close 1008 right after
-//     the 10th bad frame, never earlier; 1009 only for oversized frames;
+//     the 10th bad frame, never earlier; 1009 only for oversized frames (first frames over
+//     MAX_CONNECT_BYTES included); frames over the decoding limits (depth, entries) are bad frames;
 //   - every server frame is well-formed (`res` / `event` / `ping`, error codes from §2), binary
 //     on msgpack connections and text on JSON ones.
 // Meanwhile two bystander clients (JSON and msgpack, their own deviceIds) echo every 50 ms: each
@@ -24,6 +25,16 @@ import WebSocket from "ws";
 import { connected, httpGet, startGateway, type Gateway, type TestClient } from "./harness.js";
 
 const MAX_PAYLOAD_BYTES = 262_144;
+// docs/PROTOCOL.md: a first frame over MAX_CONNECT_BYTES (default 64 KiB) → 1009 without decoding;
+// any frame nested deeper than 64 or with a collection of more than 100 000 entries → BAD_REQUEST,
+// refused before it is built, so its id is not read (null); a first frame deeper than 16 or with
+// more than 1024 entries in a collection → close 4001 without a reply.
+const MAX_CONNECT_BYTES = 65_536;
+const MAX_DEPTH = 64;
+const MAX_ENTRIES = 100_000;
+// The main thread decodes a first frame with tighter limits (a connect needs little).
+const CONNECT_MAX_DEPTH = 16;
+const CONNECT_MAX_ENTRIES = 1024;
 const SEED = 0x6f757a7a; // fixed: reproducible runs
 const BAD_FRAME_LIMIT = 10; // PROTOCOL.md §2: the 10th bad frame within a minute closes with 1008
 const REPLY_TIMEOUT_MS = 5_000;
@@ -97,6 +108,34 @@ function depthOf(v: unknown, cap = 100_000): number {
   return max;
 }
 
+/** Largest array length / object key count anywhere in v, iteratively. */
+function maxEntriesOf(v: unknown): number {
+  let max = 0;
+  const stack: unknown[] = [v];
+  let visited = 0;
+  while (stack.length > 0 && visited++ < 2_000_000) {
+    const x = stack.pop();
+    if (typeof x !== "object" || x === null) continue;
+    const keys = Object.keys(x);
+    if (keys.length > max) max = keys.length;
+    for (const k of keys) stack.push((x as Record<string, unknown>)[k]);
+  }
+  return max;
+}
+
+/**
+ * Over the decoding limits: "over", "under", or "near" (within 2 of a limit, where msgpackr
+ * extensions such as Set, which the gateway counts as a level, make the decoded value's depth an
+ * unreliable measure).
+ */
+function limitsOf(v: unknown, maxDepth = MAX_DEPTH, maxEntries = MAX_ENTRIES): "over" | "under" | "near" {
+  const depth = depthOf(v);
+  const entries = maxEntriesOf(v);
+  if (depth > maxDepth + 2 || entries > maxEntries + 2) return "over";
+  if (depth >= maxDepth - 2 || entries >= maxEntries - 2) return "near";
+  return "under";
+}
+
 // ---- frames and the oracle ----
 
 interface FuzzFrame {
@@ -132,6 +171,9 @@ function predict(f: FuzzFrame, enc: Enc): Outcome {
   const d = decodeLikeGateway(f.data, enc);
   if (!d.ok) return d.overflow ? { kind: "unknown" } : { kind: "bad", id: null };
   const v = d.value;
+  const limits = limitsOf(v);
+  if (limits === "over") return { kind: "bad", id: null };
+  if (limits === "near") return { kind: "unknown" };
   if (!isObj(v)) return { kind: "bad", id: null };
   if (v.type === "req") {
     if (!isId(v.id)) return { kind: "bad", id: null };
@@ -185,9 +227,13 @@ function connectParamsProblem(p: unknown): string | undefined {
 function classifyFirst(f: FuzzFrame, enc: Enc): FirstOutcome {
   if (f.data.byteLength > MAX_PAYLOAD_BYTES) return { kind: "oversized" };
   if (!f.binary && !isUtf8(f.data)) return { kind: "dropped" };
+  if (f.data.byteLength > MAX_CONNECT_BYTES) return { kind: "oversized" };
   const d = decodeLikeGateway(f.data, enc);
   if (!d.ok) return d.overflow ? { kind: "unknown" } : { kind: "close" };
   const v = d.value;
+  const limits = limitsOf(v, CONNECT_MAX_DEPTH, CONNECT_MAX_ENTRIES);
+  if (limits === "over") return { kind: "close" };
+  if (limits === "near") return { kind: "unknown" };
   if (!isObj(v) || v.type !== "req" || v.method !== "connect") return { kind: "close" };
   if (!isId(v.id)) return { kind: "refuse", id: null, code: "BAD_REQUEST" };
   if (connectParamsProblem(v.params) !== undefined) return { kind: "refuse", id: v.id, code: "BAD_REQUEST" };
@@ -1735,7 +1781,8 @@ describe("regression: agent.run whose input JSON cannot encode must not kill the
     const c = await connected(gw2, "bug-client", {}, enc);
     const before = gw2.output().length;
     c.sendRaw(frame, enc === "msgpack");
-    const res = await c.next((f) => f.type === "res" && f.id === "run");
+    // A frame over the decoding limits (the 100 000-deep array) is refused before its id is read: id null.
+    const res = await c.next((f) => f.type === "res" && (f.id === "run" || f.id === null));
     expect(
       res.ok === true || (res.error as { code?: string } | undefined)?.code === "BAD_REQUEST",
       JSON.stringify(res),

@@ -42,6 +42,7 @@ describe("defaults", () => {
     ["sessionSecretGenerated", true],
     ["handshakeTimeoutMs", 10_000],
     ["maxPayloadBytes", 1_048_576],
+    ["maxConnectBytes", 65_536],
     ["rateConnPerIp", { max: 10, windowMs: 60_000 }],
     ["rateRpcPerDevice", { max: 60, windowMs: 60_000 }],
     ["rateAgentRunPerDevice", { max: 10, windowMs: 60_000 }],
@@ -194,6 +195,16 @@ const INT_CASES: IntCase[] = [
     invalid: ["63", "67108865"],
   },
   {
+    variable: "MAX_CONNECT_BYTES",
+    key: "maxConnectBytes",
+    valid: [
+      ["64", 64],
+      ["8192", 8192],
+      ["1048576", 1048576],
+    ],
+    invalid: ["63", "0", "1048577"],
+  },
+  {
     variable: "OUTBOUND_QUEUE_BYTES",
     key: "outboundQueueBytes",
     valid: [
@@ -246,6 +257,15 @@ it("RING_BYTES minimum follows MAX_PAYLOAD_BYTES (2 × max + 64 KiB)", () => {
   const min = 2 * 100_000 + 65_536;
   expect(load({ MAX_PAYLOAD_BYTES: "100000", RING_BYTES: String(min) }).ringBytes).toBe(min);
   expect(configError({ MAX_PAYLOAD_BYTES: "100000", RING_BYTES: String(min - 1) }).variable).toBe("RING_BYTES");
+});
+
+it("MAX_CONNECT_BYTES is at most MAX_PAYLOAD_BYTES; its default follows a smaller MAX_PAYLOAD_BYTES", () => {
+  expect(load({ MAX_PAYLOAD_BYTES: "4096" }).maxConnectBytes).toBe(4096);
+  expect(load({ MAX_PAYLOAD_BYTES: "100000" }).maxConnectBytes).toBe(65_536);
+  expect(load({ MAX_PAYLOAD_BYTES: "100000", MAX_CONNECT_BYTES: "100000" }).maxConnectBytes).toBe(100_000);
+  const err = configError({ MAX_PAYLOAD_BYTES: "100000", MAX_CONNECT_BYTES: "100001" });
+  expect(err.variable).toBe("MAX_CONNECT_BYTES");
+  expect(err.message).toContain("at most MAX_PAYLOAD_BYTES");
 });
 
 it("integers: any string that is not canonical decimal is rejected", () => {
