@@ -7,7 +7,7 @@ import * as Comlink from "comlink";
 import type { GatewayConfig } from "../config.js";
 import type { Logger } from "../shared/logger.js";
 import type { CoordinatorApi, CoordinatorStats } from "../shared/thread-api.js";
-import { Cell, COORDINATOR_CELLS, createCoordinatorCells } from "../shared/coordinator-cells.js";
+import { Cell, COORDINATOR_CELLS, createCoordinatorCells, readCoordinatorCells } from "../shared/coordinator-cells.js";
 import { ErrorCode, GatewayError } from "../protocol/errors.js";
 import { GatewayStartError } from "../start-error.js";
 import { RestartBackoff } from "./restart-backoff.js";
@@ -90,15 +90,7 @@ export class CoordinatorThread {
 
   /** The dead coordinator's totals, from the shared cells (while none runs). */
   private lastStats(): CoordinatorStats {
-    const c = this.cells;
-    return {
-      seq: c[Cell.SEQ]!,
-      published: c[Cell.PUBLISHED]!,
-      shardDeliveries: c[Cell.DELIVERIES]!,
-      unmatched: c[Cell.UNMATCHED]!,
-      shardOverflow: c[Cell.OVERFLOW]!,
-      eventLoopLagSec: { p50: 0, p99: 0, max: 0 },
-    };
+    return { ...readCoordinatorCells(this.cells), eventLoopLagSec: { p50: 0, p99: 0, max: 0 } };
   }
 
   /** Starts the thread; resolves once it is ready for socket workers to attach. */

@@ -82,22 +82,26 @@ export async function startGateway(env: Record<string, string> = {}, timeoutMs =
   };
 }
 
-/** Runs dist/main.js expecting it to exit (bad config); resolves its code and output. */
+/** Runs dist/main.js expecting it to exit (bad config, port in use); resolves its code, its
+ * output (both streams, interleaved), each stream apart, and how long it ran. */
 export async function runToExit(
   env: Record<string, string>,
   timeoutMs = 10_000,
-): Promise<{ code: number | null; output: string }> {
+): Promise<{ code: number | null; output: string; stdout: string; stderr: string; ms: number }> {
+  const t0 = Date.now();
   const proc = spawn(process.execPath, [MAIN], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  proc.stdout.on("data", (d: Buffer) => (output += d.toString()));
-  proc.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  let stdout = "";
+  let stderr = "";
+  proc.stdout.on("data", (d: Buffer) => ((output += d.toString()), (stdout += d.toString())));
+  proc.stderr.on("data", (d: Buffer) => ((output += d.toString()), (stderr += d.toString())));
   const t = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   const [code] = (await once(proc, "exit")) as [number | null];
   clearTimeout(t);
-  return { code, output };
+  return { code, output, stdout, stderr, ms: Date.now() - t0 };
 }
 
 export type Frame = Record<string, unknown> & { type: string };

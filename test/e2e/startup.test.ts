@@ -1,31 +1,14 @@
 // Start-up as an operator meets it: one gateway per port, one line and a documented exit code
 // for every expected failure (README "Exit codes"), warnings for settings the host cannot honour.
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { createServer, type Server } from "node:net";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
-import { startGateway, TestClient } from "./harness.js";
+import { runToExit, startGateway, TestClient } from "./harness.js";
 
-const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
-
-/** Runs dist/main.js expecting it to exit; stderr apart from stdout. */
-async function runExpectingExit(env: Record<string, string>, timeoutMs = 15_000) {
-  const t0 = Date.now();
-  const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", WORKERS: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  proc.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const kill = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [code] = (await once(proc, "exit")) as [number | null];
-  clearTimeout(kill);
-  return { code, stdout, stderr, ms: Date.now() - t0 };
-}
+/** dist/main.js on one worker and loopback, expected to exit (harness runToExit). */
+const runExpectingExit = (env: Record<string, string>, timeoutMs = 15_000) =>
+  runToExit({ HOST: "127.0.0.1", WORKERS: "1", ...env }, timeoutMs);
 
 async function echoes(url: string): Promise<void> {
   const c = new TestClient(url);

@@ -7,10 +7,15 @@ import type { MessagePort } from "node:worker_threads";
 import { RingWriter, maxRecordBytes } from "../../src/shared/ring-buffer.js";
 import { eventRecordLength, writeEventRecord } from "../../src/shared/event-records.js";
 import type { Logger } from "../../src/shared/logger.js";
-import { Cell, COORDINATOR_CELLS, createCoordinatorCells } from "../../src/shared/coordinator-cells.js";
-import type { CoordinatorStats, SubscriptionDelta } from "../../src/shared/thread-api.js";
+import {
+  Cell,
+  COORDINATOR_CELLS,
+  createCoordinatorCells,
+  readCoordinatorCells,
+} from "../../src/shared/coordinator-cells.js";
+import type { SubscriptionDelta } from "../../src/shared/thread-api.js";
 
-export type ShardWriterStats = Omit<CoordinatorStats, "eventLoopLagSec" | "backplane">;
+export type ShardWriterStats = ReturnType<typeof readCoordinatorCells>;
 
 interface PendingEvent {
   seq: number;
@@ -83,14 +88,7 @@ export class ShardEventWriter {
   }
 
   get stats(): ShardWriterStats {
-    const c = this.c;
-    return {
-      published: c[Cell.PUBLISHED]!,
-      shardDeliveries: c[Cell.DELIVERIES]!,
-      unmatched: c[Cell.UNMATCHED]!,
-      shardOverflow: c[Cell.OVERFLOW]!,
-      seq: c[Cell.SEQ]!,
-    };
+    return readCoordinatorCells(this.c);
   }
 
   attach(index: number, sab: SharedArrayBuffer, doorbell: SharedArrayBuffer, port: MessagePort): ShardTarget {
